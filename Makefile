@@ -1,0 +1,41 @@
+# Thin entry points; the work lives in scripts/ and the primenet package.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PRIMENET := $(BIN)/primenet
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help setup demo down test test-unit test-integration lint bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup:  ## Install what is missing (apt packages, dockerd, .venv, npm tools); quick when ready
+	@bash scripts/bootstrap.sh
+
+demo: setup  ## Run the network locally and show what runs where
+	@$(PRIMENET) devnet up
+	@$(PRIMENET) devnet status
+
+down:  ## Stop what `make demo` started
+	@if [ -x $(PRIMENET) ]; then $(PRIMENET) devnet down; fi
+
+lint: setup  ## ruff and mypy
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
+	$(BIN)/mypy
+
+test: setup lint  ## The whole suite: lint, unit, integration and e2e tests
+	$(BIN)/pytest
+
+test-unit: setup  ## Only the tests that need no servers
+	$(BIN)/pytest -m unit
+
+test-integration: setup  ## Only the tests against real Anvil, Redis, dockerd
+	$(BIN)/pytest -m integration
+
+bench: setup  ## Benchmarks (ratios measured in one run)
+	$(BIN)/python bench/auth.py
+
+clean:  ## Remove caches (keeps .venv and node_modules)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .cache

