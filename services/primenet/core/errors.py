@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -71,19 +73,31 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems = [
-            {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", ""))} for err in exc.errors()
+            {"loc": ".".join(str(part) for part in err.get("loc", ())), "msg": str(err.get("msg", ""))}
+            for err in exc.errors()
         ]
-        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(part) for part in first["loc"])
-        return error_response(
-            ApiError(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details=problems)
-        )
+        first = problems[0] if problems else {"loc": "", "msg": "invalid request"}
+        message = f"{first['loc']}: {first['msg']}" if first["loc"] else first["msg"]
+        return error_response(ApiError(422, "invalid_request", message, details=problems))
 
     async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers))
 
+    async def on_store_down(_: Request, exc: Exception) -> JSONResponse:
+        # Our fault, not the client's: say so and let it retry, rather than a bare 500.
+        return error_response(
+            ApiError(
+                503,
+                "store_unavailable",
+                "the service's store (Redis) is unreachable; retry shortly",
+                headers={"Retry-After": "5"},
+            )
+        )
+
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RedisConnectionError, on_store_down)
+    app.add_exception_handler(RedisTimeoutError, on_store_down)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

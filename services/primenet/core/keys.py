@@ -26,8 +26,7 @@ def read_key_file(path: Path) -> SecretStr:
         raise PrivateKeyError(f"key file {path} does not exist") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise PrivateKeyError(
-            f"key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
-            f"run: chmod 600 {path}"
+            f"key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
         )
     return SecretStr(path.read_text().strip())
 

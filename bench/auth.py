@@ -1,0 +1,100 @@
+"""How fast is request authentication, compared with the signature recovery it cannot avoid?
+
+Measures in one run, on one core:
+  raw      coincurve public-key recoveries per second (+ keccak to an address): the floor of the cost;
+  verify   the server dependency (`RequestAuthenticator`) on distinct, valid signed requests, against a
+           real Redis (nonce claim + rate window in one round trip), awaited one at a time;
+  verify*  the same with 64 requests in flight, as a busy server sees them.
+Target: verify reaches at least half of raw. Prints the ratio; exits 1 when under target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from coincurve import PrivateKey, PublicKey
+from eth_account import Account
+from eth_hash.auto import keccak
+from starlette.requests import Request
+from starlette.types import Message
+
+from primenet.core.auth import AUTH_HEADER, AuthPolicy, RequestAuthenticator, sign_request
+from primenet.core.redisdb import connect
+
+AUDIENCE = "bench"
+CHAIN_ID = 31337
+BODY = b'{"address":"0x0000000000000000000000000000000000000001","task_state":"RUNNING"}'
+
+
+def raw_recoveries_per_s(n: int) -> float:
+    key = PrivateKey()
+    digest = keccak(b"bench message")
+    signature = key.sign_recoverable(digest, hasher=None)
+    start = time.perf_counter()
+    for _ in range(n):
+        public = PublicKey.from_signature_and_message(signature, digest, hasher=None)
+        keccak(public.format(compressed=False)[1:])[-20:]
+    return n / (time.perf_counter() - start)
+
+
+def make_request(header: str) -> Request:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/heartbeat",
+        "raw_path": b"/heartbeat",
+        "query_string": b"",
+        "headers": [(AUTH_HEADER.lower().encode(), header.encode()), (b"content-type", b"application/json")],
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    return Request(scope, receive)
+
+
+async def verifications_per_s(redis_url: str, n: int, in_flight: int) -> float:
+    redis = connect(redis_url)
+    await redis.flushdb()
+    # Many signers, as a real orchestrator sees, so the rate limit never trips.
+    accounts = [Account.create() for _ in range(64)]
+    policy = AuthPolicy(rate_limit=1_000_000, timestamp_window_s=3600)
+    authenticator = RequestAuthenticator(redis=redis, audience=AUDIENCE, chain_id=CHAIN_ID, policy=policy)
+    headers = [
+        sign_request(accounts[i % 64], method="POST", path="/heartbeat", body=BODY, audience=AUDIENCE, chain_id=CHAIN_ID)
+        for i in range(n)
+    ]
+    requests = [make_request(h) for h in headers]
+    await authenticator(make_request(sign_request(accounts[0], method="POST", path="/heartbeat", body=BODY,
+                                                  audience=AUDIENCE, chain_id=CHAIN_ID)))  # warm the script cache
+    semaphore = asyncio.Semaphore(in_flight)
+
+    async def one(request: Request) -> None:
+        async with semaphore:
+            await authenticator(request)
+
+    start = time.perf_counter()
+    if in_flight == 1:
+        for request in requests:
+            await authenticator(request)
+    else:
+        await asyncio.gather(*(one(r) for r in requests))
+    elapsed = time.perf_counter() - start
+    await redis.aclose()
+    return n / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=5000, help="requests per measurement (default 5000)")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting a private one")
+    args = parser.parse_args()
+    ...
+    return 0
