@@ -12,6 +12,15 @@ mkdir -p "$cache"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
+# Run a noisy step with its output in a log; show the log's end only when the step fails.
+quietly() {
+  local log="$cache/$1.log"; shift
+  if ! "$@" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "step failed: $* (full log: $log)"
+  fi
+}
+
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"
   elif command -v sudo >/dev/null 2>&1; then sudo "$@"
@@ -34,8 +43,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 Install them with your package manager, then run 'make setup' again."
   fi
   say "Installing system packages: ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  quietly apt-update as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+  quietly apt-install as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -65,8 +75,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "Installing primenet and its dev tools into .venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -e '.[dev]'
+  quietly pip-upgrade "$venv/bin/python" -m pip install --upgrade pip
+  quietly pip-install "$venv/bin/python" -m pip install -e '.[dev]'
   echo "$want" >"$stamp"
 fi
 
@@ -75,7 +85,7 @@ npm_stamp="contracts/node_modules/.primenet-installed"
 want=$(sha256sum contracts/package-lock.json | cut -d' ' -f1)
 if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$want" ]; then
   say "Installing the npm tools in contracts/ (npm ci)"
-  (cd contracts && npm ci --no-audit --no-fund --loglevel=error)
+  quietly npm-ci npm --prefix contracts ci --no-audit --no-fund
   echo "$want" >"$npm_stamp"
 fi
 

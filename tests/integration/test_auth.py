@@ -3,8 +3,8 @@
 Every way a request can be wrong must be refused with its own error code, and a valid one must pass.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must see the route signatures' Depends(...) objects,
+# which are local to build_app, not strings it would resolve in module globals.
 import asyncio
 import json
 import time
@@ -29,8 +29,8 @@ from primenet.core.auth import (
     sign_request,
 )
 from primenet.core.redisdb import connect
-from primenet.devnet.serve import serve_in_thread
 from primenet.devnet.processes import free_port
+from primenet.devnet.serve import serve_in_thread
 
 pytestmark = pytest.mark.integration
 

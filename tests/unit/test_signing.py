@@ -75,6 +75,4 @@ def test_signed_claims_cover_every_binding() -> None:
 
 def test_header_refuses_newlines_that_could_forge_message_lines() -> None:
     with pytest.raises(ValueError, match="audience"):
-        sign_request(
-            Account.create(), method="GET", path="/", body=b"", audience="a\nchain-id: 1", chain_id=31337
-        )
+        sign_request(Account.create(), method="GET", path="/", body=b"", audience="a\nchain-id: 1", chain_id=31337)

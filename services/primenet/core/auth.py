@@ -260,6 +260,17 @@ def _reject(status: int, code: str, message: str, headers: dict[str, str] | None
     return ApiError(status, code, message, headers=headers)
 
 
+_AUTH_HEADER_KEY = AUTH_HEADER.lower().encode("latin-1")
+
+
+def _auth_header(request: Request) -> str | None:
+    """The auth header straight from the ASGI scope: cheaper than building Starlette's `Headers` per request."""
+    for name, value in request.scope["headers"]:
+        if name == _AUTH_HEADER_KEY:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def received_path(request: Request) -> str:
     """Path and query exactly as they arrived on the wire (percent-encoding untouched)."""
     raw = request.scope.get("raw_path")
@@ -304,7 +315,7 @@ class RequestAuthenticator:
         )
 
     async def __call__(self, request: Request) -> Signer:
-        header = request.headers.get(AUTH_HEADER)
+        header = _auth_header(request)
         if not header:
             raise _reject(401, "auth_missing", f"missing {AUTH_HEADER} header: this route needs a signed request")
         claims = self._parse(header)

@@ -1,0 +1,234 @@
+"""The local devnet: a real Anvil chain and a real Redis as background processes on loopback ports.
+
+`up` starts what is not running, waits until each server answers and records pid, port and log file in
+`<state_dir>/devnet.json`; `down` stops exactly the recorded processes. The test suite uses the same code on
+free ports, so integration tests talk to the same servers a developer runs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import redis
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from primenet.devnet.processes import (
+    ManagedProcess,
+    ProcessStartError,
+    is_running,
+    port_in_use,
+    spawn,
+    stop,
+    wait_ready,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+STATE_FILE = "devnet.json"
+
+
+class DevnetError(RuntimeError):
+    """Something the person running the devnet must fix; the message says what."""
+
+
+class DevnetSettings(BaseSettings):
+    """Where the devnet runs; every field is also `PRIMENET_DEVNET_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PRIMENET_DEVNET_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="loopback address both servers bind")
+    anvil_port: int = Field(8545, ge=1, le=65535)
+    redis_port: int = Field(6379, ge=1, le=65535)
+    chain_id: int = Field(31337, ge=1)
+    state_dir: Path = Field(Path(".devnet"), description="state file, logs and Redis data")
+    anvil_bin: str | None = Field(None, description="anvil executable (default: the npm one in contracts/)")
+    redis_bin: str = Field("redis-server", description="redis-server executable")
+    start_timeout_s: float = Field(20.0, gt=0)
+
+
+class DevnetState(BaseModel):
+    started_at: float
+    chain_id: int
+    processes: dict[str, ManagedProcess]
+
+    @property
+    def rpc_url(self) -> str:
+        return self.processes["anvil"].url
+
+    @property
+    def redis_url(self) -> str:
+        return self.processes["redis"].url
+
+
+def find_anvil(explicit: str | None = None) -> str:
+    """The anvil binary: the explicit one, the npm package's native binary, or one on PATH."""
+    if explicit:
+        return explicit
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
+    native = REPO_ROOT / f"contracts/node_modules/@foundry-rs/anvil-linux-{arch}/bin/anvil"
+    if native.exists():
+        return str(native)
+    on_path = shutil.which("anvil")
+    if on_path:
+        return on_path
+    raise DevnetError("anvil not found: run `make setup` (it installs Foundry's npm packages in contracts/)")
+
+
+def _anvil_answers(url: str, chain_id: int) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            reply = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1.0)
+            return int(reply.json()["result"], 16) == chain_id
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+
+    return check
+
+
+def _redis_answers(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with redis.Redis.from_url(url, socket_timeout=1.0) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    return check
+
+
+class Devnet:
+    def __init__(self, settings: DevnetSettings | None = None) -> None:
+        self.settings = settings or DevnetSettings()
+        self.state_dir = self.settings.state_dir.resolve()
+        self.state_path = self.state_dir / STATE_FILE
+
+    # --- reading state ---------------------------------------------------------------------------
+
+    def recorded(self) -> DevnetState | None:
+        try:
+            return DevnetState.model_validate_json(self.state_path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise DevnetError(f"{self.state_path} is not a devnet state file ({exc}); remove it") from None
+
+    def running(self) -> dict[str, bool]:
+        """Recorded process name -> whether it still runs."""
+        state = self.recorded()
+        return {} if state is None else {name: is_running(proc) for name, proc in state.processes.items()}
+
+    # --- up / down ---------------------------------------------------------------------------------
+
+    def up(self) -> tuple[DevnetState, bool]:
+        """Start the devnet; returns its state and whether anything was started (False: already up)."""
+        state = self.recorded()
+        if state is not None:
+            alive = self.running()
+            if alive and all(alive.values()):
+                return state, False
+            self.down()  # partly dead: stop the survivors and start clean
+        s = self.settings
+        for name, port in (("anvil", s.anvil_port), ("redis", s.redis_port)):
+            if port_in_use(port, s.host):
+                raise DevnetError(
+                    f"port {port} on {s.host} is in use by another program, so {name} cannot start there; "
+                    f"stop that program or choose another port (--{name}-port or PRIMENET_DEVNET_{name.upper()}_PORT)"
+                )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        started: dict[str, ManagedProcess] = {}
+        try:
+            started["anvil"] = self.start_anvil()
+            started["redis"] = self.start_redis()
+        except Exception:
+            for proc in started.values():
+                stop(proc)
+            raise
+        state = DevnetState(started_at=time.time(), chain_id=s.chain_id, processes=started)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(state.model_dump_json(indent=2))
+        tmp.replace(self.state_path)
+        return state, True
+
+    def down(self) -> list[str]:
+        """Stop the recorded processes and forget them; returns the names of those that were running."""
+        state = self.recorded()
+        if state is None:
+            return []
+        stopped = [name for name, proc in state.processes.items() if stop(proc)]
+        self.state_path.unlink(missing_ok=True)
+        return stopped
+
+    # --- the servers -------------------------------------------------------------------------------
+
+    def start_anvil(self) -> ManagedProcess:
+        s = self.settings
+        cmd = [
+            find_anvil(s.anvil_bin),
+            "--host",
+            s.host,
+            "--port",
+            str(s.anvil_port),
+            "--chain-id",
+            str(s.chain_id),
+        ]
+        url = f"http://{s.host}:{s.anvil_port}"
+        return self._start("anvil", cmd, s.anvil_port, url, _anvil_answers(url, s.chain_id))
+
+    def start_redis(self) -> ManagedProcess:
+        s = self.settings
+        if shutil.which(s.redis_bin) is None:
+            raise DevnetError(f"{s.redis_bin} not found: run `make setup` (it installs redis-server)")
+        data_dir = self.state_dir / "redis"
+        data_dir.mkdir(exist_ok=True)
+        # AOF on, as in production: a Redis restart keeps what the services acknowledged.
+        cmd = [
+            s.redis_bin,
+            "--bind",
+            s.host,
+            "--port",
+            str(s.redis_port),
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--protected-mode",
+            "yes",
+        ]
+        url = f"redis://{s.host}:{s.redis_port}/0"
+        return self._start("redis", cmd, s.redis_port, url, _redis_answers(url))
+
+    def _start(self, name: str, cmd: list[str], port: int, url: str, ready: Callable[[], bool]) -> ManagedProcess:
+        log_path = self.state_dir / f"{name}.log"
+        try:
+            process = spawn(cmd, log_path)
+        except OSError as exc:
+            raise DevnetError(f"cannot start {name} ({cmd[0]}): {exc}") from None
+        try:
+            wait_ready(process, ready, name=name, log_path=log_path, timeout_s=self.settings.start_timeout_s)
+        except ProcessStartError as exc:
+            process.kill()
+            process.wait()
+            raise DevnetError(str(exc)) from None
+        # The kernel's view of the command line (not `cmd`): that is what `stop` compares against.
+        recorded = Path(f"/proc/{process.pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+        return ManagedProcess(name=name, pid=process.pid, port=port, url=url, log=str(log_path), cmdline=recorded)
+
+
+def describe(state: DevnetState, alive: dict[str, bool]) -> dict[str, object]:
+    """The machine-readable status (`--json`)."""
+    return {
+        "chain_id": state.chain_id,
+        "started_at": state.started_at,
+        "processes": {
+            name: {**json.loads(proc.model_dump_json(exclude={"cmdline"})), "running": alive.get(name, False)}
+            for name, proc in state.processes.items()
+        },
+    }

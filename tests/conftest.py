@@ -1,0 +1,60 @@
+"""Shared fixtures: one real devnet (Anvil + Redis on free loopback ports) for the whole test session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from primenet.core.redisdb import connect
+from primenet.devnet.local import Devnet, DevnetSettings, DevnetState
+from primenet.devnet.processes import free_port
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder (tests/unit, tests/integration, tests/e2e), so `-m unit` selects reliably."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier in TIERS:
+            item.add_marker(tier)
+
+
+@pytest.fixture(scope="session")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetState]:
+    """Started by the same code as `primenet devnet up`, stopped at the end of the session."""
+    settings = DevnetSettings(
+        state_dir=tmp_path_factory.mktemp("devnet"), anvil_port=free_port(), redis_port=free_port()
+    )
+    network = Devnet(settings)
+    state, _ = network.up()
+    try:
+        yield state
+    finally:
+        network.down()
+
+
+@pytest.fixture(scope="session")
+def redis_url(devnet: DevnetState) -> str:
+    return devnet.redis_url
+
+
+@pytest.fixture(scope="session")
+def rpc_url(devnet: DevnetState) -> str:
+    return devnet.rpc_url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    """A client on an emptied database: each test starts from a clean store."""
+    client = connect(redis_url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -1,0 +1,35 @@
+"""The `primenet` command line: every command explains itself, and the version is printed."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from primenet import __version__
+from primenet.cli.main import app
+
+pytestmark = pytest.mark.unit
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"primenet {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "devnet"),
+        (["devnet"], "Run a local devnet"),
+        (["devnet", "up"], "wait until both answer"),
+        (["devnet", "down"], "Stop exactly the processes"),
+        (["devnet", "status"], "Show what runs where"),
+    ],
+)
+def test_every_command_has_help(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    assert expected in result.output
