@@ -12,7 +12,6 @@ from primenet.core.redisdb import connect
 from primenet.devnet.local import Devnet, DevnetSettings, DevnetState
 from primenet.devnet.processes import free_port
 
-
 TIERS = ("unit", "integration", "e2e")
 
 
