@@ -36,6 +36,11 @@ test-integration: setup  ## Only the tests against real Anvil, Redis, dockerd
 
 bench: setup  ## Benchmarks (ratios measured in one run)
 	$(BIN)/python bench/auth.py
+	$(BIN)/python bench/chain.py
 
 clean:  ## Remove caches (keeps .venv and node_modules)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .cache
+
+.PHONY: contracts
+contracts:  ## Compile contracts/src (solcjs) into contracts/artifacts: the ABI + bytecode the Python code loads
+	node contracts/tools/build-artifacts.js

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from primenet.cli.output import console, fail
-from primenet.devnet.local import Devnet, DevnetError, DevnetSettings, describe
+from primenet.cli.output import console, fail, progress
+from primenet.devnet.local import Devnet, DevnetError, DevnetSettings, report
 
 devnet_app = typer.Typer(
     help="Run a local devnet: a real Anvil chain and a real Redis on loopback ports.", no_args_is_help=True
@@ -33,29 +32,33 @@ def _devnet(state_dir: Path | None, **overrides: Any) -> Devnet:
 
 
 def _show(devnet: Devnet, as_json: bool) -> None:
-    state = devnet.recorded()
-    if state is None:
-        if as_json:
-            typer.echo(json.dumps({"running": False, "processes": {}}))
-        else:
-            console.print(f"No devnet is running (no state in {devnet.state_path}). Start one: primenet devnet up")
-        return
-    report = describe(state, devnet.running())
+    status = report(devnet)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(status.model_dump_json(indent=2))
         return
-    table = Table(title=f"devnet (chain id {state.chain_id}, state {devnet.state_path})")
+    if status.chain_id is None:
+        console.print(f"No devnet is running (no state in {devnet.state_path}). Start one: primenet devnet up")
+        return
+    processes = Table(title=f"devnet: chain id {status.chain_id}, state in {devnet.state_dir}")
     for column in ("service", "state", "pid", "url", "log"):
-        table.add_column(column)
-    for name, proc in report["processes"].items():  # type: ignore[attr-defined]
-        table.add_row(
-            name,
-            "[green]running[/green]" if proc["running"] else "[red]stopped[/red]",
-            str(proc["pid"]),
-            proc["url"],
-            proc["log"],
-        )
-    console.print(table)
+        processes.add_column(column)
+    for proc in status.processes.values():
+        state = "[green]running[/green]" if proc.running else "[red]stopped[/red]"
+        processes.add_row(proc.name, state, str(proc.pid), proc.url, proc.log)
+    console.print(processes)
+    if status.contracts:
+        contracts = Table(title=f"contracts ({status.deployment_file})")
+        contracts.add_column("contract")
+        contracts.add_column("address")
+        for name, address in status.contracts.items():
+            contracts.add_row(name, address)
+        console.print(contracts)
+    roles = Table(title="roles (Anvil dev accounts: public keys, for this devnet only)")
+    for column in ("role", "address", "dev account"):
+        roles.add_column(column)
+    for role in status.roles:
+        roles.add_row(role.role, role.address, f"#{role.dev_account}")
+    console.print(roles)
 
 
 @devnet_app.command()
@@ -72,8 +75,7 @@ def up(
     """Start Anvil and Redis in the background and wait until both answer; a no-op when already up."""
     devnet = _devnet(state_dir, anvil_port=anvil_port, redis_port=redis_port)
     try:
-        with console.status("Starting Anvil and Redis…", spinner="dots"):
-            _, started = devnet.up()
+        _, started = devnet.up(progress=progress)
     except DevnetError as exc:
         fail(f"devnet up failed: {exc}")
     if not as_json:
@@ -104,5 +106,5 @@ def status(state_dir: StateDir = None, as_json: AsJson = False) -> None:
         alive = devnet.running()
     except DevnetError as exc:
         fail(str(exc))
-    if alive and not all(alive.values()):
+    if not all(alive.values()):
         raise typer.Exit(1)

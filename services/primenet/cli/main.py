@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from primenet import __version__
+from primenet.cli.chain import chain_app
 from primenet.cli.devnet import devnet_app
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(chain_app, name="chain")
 
 
 def _print_version(value: bool) -> None:

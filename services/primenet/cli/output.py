@@ -8,10 +8,15 @@ import typer
 from rich.console import Console
 
 console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print `message` on stderr and exit with `code` (1: the operation failed, 2: it could not run)."""
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def progress(step: str) -> None:
+    """One line per step of a long operation, on stderr so that --json output stays clean."""
+    err_console.print(f"[dim]•[/dim] {step}", highlight=False)

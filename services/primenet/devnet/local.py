@@ -7,7 +7,7 @@ free ports, so integration tests talk to the same servers a developer runs.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import platform
 import shutil
 import time
@@ -19,6 +19,9 @@ import redis
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from primenet.chain.deployment import Deployment
+from primenet.devnet.accounts import ROLES, role_account
+from primenet.devnet.chain_setup import prepare_chain
 from primenet.devnet.processes import (
     ManagedProcess,
     ProcessStartError,
@@ -31,6 +34,7 @@ from primenet.devnet.processes import (
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STATE_FILE = "devnet.json"
+DEPLOYMENT_FILE = "deployment.json"
 
 
 class DevnetError(RuntimeError):
@@ -56,6 +60,7 @@ class DevnetState(BaseModel):
     started_at: float
     chain_id: int
     processes: dict[str, ManagedProcess]
+    deployment_file: str
 
     @property
     def rpc_url(self) -> str:
@@ -125,8 +130,15 @@ class Devnet:
 
     # --- up / down ---------------------------------------------------------------------------------
 
-    def up(self) -> tuple[DevnetState, bool]:
-        """Start the devnet; returns its state and whether anything was started (False: already up)."""
+    @property
+    def deployment_path(self) -> Path:
+        return self.state_dir / DEPLOYMENT_FILE
+
+    def deployment(self) -> Deployment | None:
+        return Deployment.load(self.deployment_path) if self.deployment_path.exists() else None
+
+    def up(self, progress: Callable[[str], None] = lambda _: None) -> tuple[DevnetState, bool]:
+        """Start the devnet and prepare its chain; returns its state and whether anything was started."""
         state = self.recorded()
         if state is not None:
             alive = self.running()
@@ -144,12 +156,22 @@ class Devnet:
         started: dict[str, ManagedProcess] = {}
         try:
             started["anvil"] = self.start_anvil()
+            progress(f"anvil answers at {started['anvil'].url}")
             started["redis"] = self.start_redis()
+            progress(f"redis answers at {started['redis'].url}")
+            deployment, fresh = asyncio.run(prepare_chain(started["anvil"].url, self.deployment(), progress))
+            if fresh:
+                deployment.save(self.deployment_path)
         except Exception:
             for proc in started.values():
                 stop(proc)
             raise
-        state = DevnetState(started_at=time.time(), chain_id=s.chain_id, processes=started)
+        state = DevnetState(
+            started_at=time.time(),
+            chain_id=s.chain_id,
+            processes=started,
+            deployment_file=str(self.deployment_path),
+        )
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(state.model_dump_json(indent=2))
         tmp.replace(self.state_path)
@@ -222,13 +244,48 @@ class Devnet:
         return ManagedProcess(name=name, pid=process.pid, port=port, url=url, log=str(log_path), cmdline=recorded)
 
 
-def describe(state: DevnetState, alive: dict[str, bool]) -> dict[str, object]:
-    """The machine-readable status (`--json`)."""
-    return {
-        "chain_id": state.chain_id,
-        "started_at": state.started_at,
-        "processes": {
-            name: {**json.loads(proc.model_dump_json(exclude={"cmdline"})), "running": alive.get(name, False)}
+class ProcessReport(BaseModel):
+    name: str
+    pid: int
+    port: int
+    url: str
+    log: str
+    running: bool
+
+
+class RoleReport(BaseModel):
+    role: str
+    address: str
+    dev_account: int = Field(description="index of Anvil's dev account whose (public) key plays the role")
+
+
+class DevnetReport(BaseModel):
+    """What `primenet devnet status` shows (and prints as JSON with --json)."""
+
+    running: bool
+    chain_id: int | None = None
+    started_at: float | None = None
+    processes: dict[str, ProcessReport] = Field(default_factory=dict)
+    deployment_file: str | None = None
+    contracts: dict[str, str] = Field(default_factory=dict)
+    roles: list[RoleReport] = Field(default_factory=list)
+
+
+def report(devnet: Devnet) -> DevnetReport:
+    state = devnet.recorded()
+    if state is None:
+        return DevnetReport(running=False)
+    alive = devnet.running()
+    deployment = devnet.deployment()
+    return DevnetReport(
+        running=all(alive.values()),
+        chain_id=state.chain_id,
+        started_at=state.started_at,
+        processes={
+            name: ProcessReport(**proc.model_dump(exclude={"cmdline"}), running=alive[name])
             for name, proc in state.processes.items()
         },
-    }
+        deployment_file=state.deployment_file,
+        contracts=deployment.contracts if deployment else {},
+        roles=[RoleReport(role=role, address=role_account(role).address, dev_account=i) for role, i in ROLES.items()],
+    )

@@ -1,0 +1,398 @@
+"""Typed bindings over the deployed contracts: reads return dataclasses, writes go through a `Transactor`.
+
+`Network` is what services and the CLI hold: one web3 connection and the six contracts of one deployment.
+Each write method names the role that may call it; the contract enforces it, and a refusal arrives as a
+decoded `ContractRevertError` (e.g. `AccessControlUnauthorizedAccount`, `InviteExpired`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from web3.contract import AsyncContract
+from web3.contract.async_contract import AsyncContractFunction
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from primenet.chain.artifacts import load_artifact
+from primenet.chain.deployment import Deployment
+from primenet.chain.eip712 import PoolInvite, digest, node_key_message, sign
+from primenet.chain.errors import ChainError
+from primenet.chain.rpc import Web3, checksum, connect
+from primenet.chain.tx import Transactor
+
+FEDERATOR_ROLE = keccak(text="FEDERATOR_ROLE")
+VALIDATOR_ROLE = keccak(text="VALIDATOR_ROLE")
+MINTER_ROLE = keccak(text="MINTER_ROLE")
+
+
+class PoolStatus(enum.IntEnum):
+    PENDING = 0
+    ACTIVE = 1
+    COMPLETED = 2
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node: str
+    provider: str
+    specs_uri: str
+    compute_units: int
+    is_active: bool
+    is_validated: bool
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    provider: str
+    is_registered: bool
+    is_whitelisted: bool
+    node_count: int
+    active_nodes: int
+    total_compute: int
+    stake: int
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    pool_id: int
+    domain_id: int
+    name: str
+    creator: str
+    compute_manager: str
+    creation_time: int
+    start_time: int
+    end_time: int
+    data_uri: str
+    total_compute: int
+    compute_limit: int
+    node_count: int
+    status: PoolStatus
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    domain_id: int
+    name: str
+    parameters_uri: str
+
+
+class Network:
+    """The contracts of one deployment on one chain."""
+
+    def __init__(self, w3: Web3, deployment: Deployment) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.chain_id = deployment.chain_id
+
+        def bind(name: str) -> AsyncContract:
+            return w3.eth.contract(address=checksum(deployment.address(name)), abi=load_artifact(name).abi)
+
+        self.token = bind("AIToken")
+        self.prime = bind("PrimeNetwork")
+        self.registry = bind("ComputeRegistry")
+        self.domains = bind("DomainRegistry")
+        self.stake_manager = bind("StakeManager")
+        self.pools = bind("ComputePool")
+
+    @classmethod
+    def connect(cls, rpc_url: str, deployment: Deployment) -> Network:
+        return cls(connect(rpc_url), deployment)
+
+    async def aclose(self) -> None:
+        """Close the HTTP session under the web3 provider."""
+        await self.w3.provider.disconnect()
+
+    async def __aenter__(self) -> Network:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    def transactor(self, account: LocalAccount) -> Transactor:
+        return Transactor(self.w3, account)
+
+    async def check_chain(self) -> None:
+        """Refuse to work against a chain other than the deployment's (a wrong RPC URL)."""
+        actual = await self.w3.eth.chain_id
+        if actual != self.chain_id:
+            raise ChainError(f"the RPC endpoint serves chain {actual}, the deployment is on chain {self.chain_id}")
+
+    @staticmethod
+    def events(contract: AsyncContract, event: str, receipt: TxReceipt) -> list[dict[str, Any]]:
+        """The named event's arguments, from one receipt."""
+        logs = contract.events[event]().process_receipt(receipt, errors=DISCARD)
+        return [dict(log["args"]) for log in logs]
+
+    # --- token -------------------------------------------------------------------------------------
+
+    async def balance(self, address: str) -> int:
+        value: int = await self.token.functions.balanceOf(checksum(address)).call()
+        return value
+
+    async def mint(self, minter: Transactor, to: str, amount: int) -> TxReceipt:
+        """MINTER_ROLE."""
+        return await minter.send(self.token.functions.mint(checksum(to), amount))
+
+    async def approve_stake(self, owner: Transactor, amount: int) -> TxReceipt | None:
+        """Let PrimeNetwork pull `amount` of the owner's tokens; skipped when the allowance already covers it."""
+        allowance: int = await self.token.functions.allowance(owner.address, self.prime.address).call()
+        if allowance >= amount:
+            return None
+        return await owner.send(self.token.functions.approve(self.prime.address, amount))
+
+    # --- roles -------------------------------------------------------------------------------------
+
+    async def has_role(self, role: bytes, address: str) -> bool:
+        answer: bool = await self.prime.functions.hasRole(role, checksum(address)).call()
+        return answer
+
+    async def is_validator(self, address: str) -> bool:
+        return await self.has_role(VALIDATOR_ROLE, address)
+
+    async def is_federator(self, address: str) -> bool:
+        return await self.has_role(FEDERATOR_ROLE, address)
+
+    # --- federator ---------------------------------------------------------------------------------
+
+    async def set_stake_minimum(self, federator: Transactor, per_compute_unit: int) -> TxReceipt:
+        return await federator.send(self.prime.functions.setStakeMinimum(per_compute_unit))
+
+    async def set_unbonding_period(self, federator: Transactor, seconds: int) -> TxReceipt:
+        return await federator.send(self.prime.functions.setUnbondingPeriod(seconds))
+
+    async def create_domain(self, federator: Transactor, name: str, parameters_uri: str = "") -> int:
+        receipt = await federator.send(self.prime.functions.createDomain(name, parameters_uri))
+        (event,) = self.events(self.prime, "DomainCreated", receipt)
+        return int(event["domainId"])
+
+    async def create_pool(
+        self,
+        federator: Transactor,
+        *,
+        domain_id: int,
+        manager: str,
+        name: str,
+        data_uri: str = "",
+        compute_limit: int = 0,
+    ) -> int:
+        """FEDERATOR_ROLE; `data_uri` carries the pool's node requirements string."""
+        call = self.pools.functions.createComputePool(domain_id, checksum(manager), name, data_uri, compute_limit)
+        receipt = await federator.send(call)
+        (event,) = self.events(self.pools, "ComputePoolCreated", receipt)
+        return int(event["poolId"])
+
+    # --- federator or validator ----------------------------------------------------------------------
+
+    async def whitelist_provider(self, sender: Transactor, provider: str) -> TxReceipt:
+        return await sender.send(self.prime.functions.whitelistProvider(checksum(provider)))
+
+    async def blacklist_provider(self, sender: Transactor, provider: str) -> TxReceipt:
+        return await sender.send(self.prime.functions.blacklistProvider(checksum(provider)))
+
+    # --- validator ---------------------------------------------------------------------------------
+
+    async def validate_node(self, validator: Transactor, provider: str, node: str) -> TxReceipt:
+        return await validator.send(self.prime.functions.validateNode(checksum(provider), checksum(node)))
+
+    async def invalidate_node(self, validator: Transactor, provider: str, node: str) -> TxReceipt:
+        return await validator.send(self.prime.functions.invalidateNode(checksum(provider), checksum(node)))
+
+    async def slash(self, validator: Transactor, provider: str, amount: int, reason: bytes) -> TxReceipt:
+        return await validator.send(self.prime.functions.slash(checksum(provider), amount, reason))
+
+    # --- pool creator or compute manager -----------------------------------------------------------
+
+    async def start_pool(self, sender: Transactor, pool_id: int) -> TxReceipt:
+        return await sender.send(self.pools.functions.startComputePool(pool_id))
+
+    async def end_pool(self, sender: Transactor, pool_id: int) -> TxReceipt:
+        return await sender.send(self.pools.functions.endComputePool(pool_id))
+
+    async def eject_node(self, sender: Transactor, pool_id: int, node: str) -> TxReceipt:
+        return await sender.send(self.pools.functions.ejectNode(pool_id, checksum(node)))
+
+    async def blacklist_node(self, sender: Transactor, pool_id: int, node: str) -> TxReceipt:
+        return await sender.send(self.pools.functions.blacklistNode(pool_id, checksum(node)))
+
+    async def invite_nonce_used(self, pool_id: int, nonce: int) -> bool:
+        used: bool = await self.pools.functions.isInviteNonceUsed(pool_id, nonce).call()
+        return used
+
+    def sign_invite(self, manager: LocalAccount, invite: PoolInvite) -> bytes:
+        return sign(manager, invite.message(chain_id=self.chain_id, compute_pool=self.pools.address))
+
+    # --- provider ----------------------------------------------------------------------------------
+
+    async def register_provider(self, provider: Transactor, stake: int) -> TxReceipt:
+        """Approve the stake (when needed) and register; the provider then waits to be whitelisted."""
+        await self.approve_stake(provider, stake)
+        return await provider.send(self.prime.functions.registerProvider(stake))
+
+    async def increase_stake(self, provider: Transactor, amount: int) -> TxReceipt:
+        await self.approve_stake(provider, amount)
+        return await provider.send(self.prime.functions.increaseStake(amount))
+
+    async def reclaim_stake(self, provider: Transactor, amount: int) -> TxReceipt:
+        """Move `amount` of stake above the minimum into unbonding; `withdraw` pays it after the period."""
+        return await provider.send(self.prime.functions.reclaimStake(amount))
+
+    async def withdraw(self, provider: Transactor) -> TxReceipt:
+        return await provider.send(self.stake_manager.functions.withdraw())
+
+    async def node_key_signature(self, node: LocalAccount, provider: str) -> bytes:
+        """The node key's EIP-712 proof that it belongs to `provider`, for the node's next nonce."""
+        nonce: int = await self.prime.functions.nodeKeyNonce(node.address).call()
+        message = node_key_message(
+            chain_id=self.chain_id,
+            prime_network=self.prime.address,
+            provider=checksum(provider),
+            node=node.address,
+            nonce=nonce,
+        )
+        return sign(node, message)
+
+    def add_node_call(self, node: str, specs_uri: str, compute_units: int, signature: bytes) -> AsyncContractFunction:
+        return self.prime.functions.addComputeNode(checksum(node), specs_uri, compute_units, signature)
+
+    async def add_node(
+        self, provider: Transactor, node: LocalAccount, *, compute_units: int, specs_uri: str = ""
+    ) -> TxReceipt:
+        signature = await self.node_key_signature(node, provider.address)
+        return await provider.send(self.add_node_call(node.address, specs_uri, compute_units, signature))
+
+    async def remove_node(self, sender: Transactor, provider: str, node: str) -> TxReceipt:
+        """The provider itself, or a validator."""
+        return await sender.send(self.prime.functions.removeComputeNode(checksum(provider), checksum(node)))
+
+    async def join_pool(self, provider: Transactor, invite: PoolInvite, signature: bytes) -> TxReceipt:
+        call = self.pools.functions.joinComputePool(
+            invite.pool_id, provider.address, checksum(invite.node), invite.nonce, invite.expiry, signature
+        )
+        return await provider.send(call)
+
+    async def leave_pool(self, provider: Transactor, pool_id: int, node: str) -> TxReceipt:
+        return await provider.send(self.pools.functions.leaveComputePool(pool_id, provider.address, checksum(node)))
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def minimum_stake(self, provider: str, extra_compute_units: int) -> int:
+        """The stake `provider` needs in total to hold its nodes plus `extra_compute_units` more."""
+        value: int = await self.prime.functions.calculateMinimumStake(checksum(provider), extra_compute_units).call()
+        return value
+
+    async def stake_of(self, address: str) -> int:
+        value: int = await self.stake_manager.functions.getStake(checksum(address)).call()
+        return value
+
+    async def withdrawable(self, address: str) -> int:
+        value: int = await self.stake_manager.functions.getWithdrawable(checksum(address)).call()
+        return value
+
+    async def unbonding_period(self) -> int:
+        value: int = await self.stake_manager.functions.getUnbondingPeriod().call()
+        return value
+
+    async def stake_minimum(self) -> int:
+        value: int = await self.stake_manager.functions.getStakeMinimum().call()
+        return value
+
+    async def provider(self, address: str) -> ProviderInfo:
+        provider, registered, whitelisted, nodes, active, compute = await self.registry.functions.getProvider(
+            checksum(address)
+        ).call()
+        return ProviderInfo(
+            provider=provider,
+            is_registered=registered,
+            is_whitelisted=whitelisted,
+            node_count=nodes,
+            active_nodes=active,
+            total_compute=compute,
+            stake=await self.stake_of(address),
+        )
+
+    async def node(self, address: str) -> NodeInfo | None:
+        """The node's on-chain record, or None when no provider registered it."""
+        if not await self.registry.functions.nodeExists(checksum(address)).call():
+            return None
+        provider, node, specs_uri, compute_units, is_active, is_validated = await self.registry.functions.getNode(
+            checksum(address)
+        ).call()
+        return NodeInfo(
+            node=node,
+            provider=provider,
+            specs_uri=specs_uri,
+            compute_units=compute_units,
+            is_active=is_active,
+            is_validated=is_validated,
+        )
+
+    async def pool(self, pool_id: int) -> PoolInfo:
+        (
+            pool,
+            domain,
+            name,
+            creator,
+            manager,
+            created,
+            started,
+            ended,
+            uri,
+            compute,
+            limit,
+            nodes,
+            status,
+        ) = await self.pools.functions.getComputePool(pool_id).call()
+        return PoolInfo(
+            pool_id=pool,
+            domain_id=domain,
+            name=name,
+            creator=creator,
+            compute_manager=manager,
+            creation_time=created,
+            start_time=started,
+            end_time=ended,
+            data_uri=uri,
+            total_compute=compute,
+            compute_limit=limit,
+            node_count=nodes,
+            status=PoolStatus(status),
+        )
+
+    async def pool_count(self) -> int:
+        value: int = await self.pools.functions.poolCount().call()
+        return value
+
+    async def pool_nodes(self, pool_id: int) -> list[str]:
+        nodes: list[str] = await self.pools.functions.getComputePoolNodes(pool_id).call()
+        return nodes
+
+    async def is_node_in_pool(self, pool_id: int, node: str) -> bool:
+        answer: bool = await self.pools.functions.isNodeInPool(pool_id, checksum(node)).call()
+        return answer
+
+    async def node_pool(self, node: str) -> int | None:
+        in_pool, pool_id = await self.pools.functions.getNodePool(checksum(node)).call()
+        return int(pool_id) if in_pool else None
+
+    async def domain(self, domain_id: int) -> DomainInfo:
+        return DomainInfo(*await self.domains.functions.get(domain_id).call())
+
+    # --- digests as the contracts compute them (for tests and diagnostics) -------------------------
+
+    async def onchain_node_key_digest(self, provider: str, node: str, nonce: int) -> bytes:
+        value: bytes = await self.prime.functions.hashNodeKey(checksum(provider), checksum(node), nonce).call()
+        return value
+
+    async def onchain_invite_digest(self, invite: PoolInvite) -> bytes:
+        value: bytes = await self.pools.functions.hashPoolInvite(
+            invite.domain_id, invite.pool_id, checksum(invite.node), invite.nonce, invite.expiry
+        ).call()
+        return value
+
+    def invite_digest(self, invite: PoolInvite) -> bytes:
+        return digest(invite.message(chain_id=self.chain_id, compute_pool=self.pools.address))

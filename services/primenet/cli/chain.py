@@ -1,0 +1,387 @@
+"""`primenet chain ...`: deploy the contracts and run the operator's admin operations.
+
+Keys come from PRIMENET_PRIVATE_KEY or a 0600 file (--key-file / PRIMENET_KEY_FILE), never from an argument.
+Amounts of AI tokens and ETH are decimal (`1.5`); they are converted to base units (18 decimals) here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import aiohttp
+import typer
+from eth_account.signers.local import LocalAccount
+from rich.table import Table
+from web3.types import TxReceipt
+
+from primenet.chain.contracts import Network
+from primenet.chain.deploy import DEFAULT_UNBONDING_PERIOD_S, deploy, is_live
+from primenet.chain.deployment import Deployment
+from primenet.chain.errors import ChainError
+from primenet.chain.rpc import checksum, connect
+from primenet.cli.output import console, fail, progress
+from primenet.core.keys import PrivateKeyError, account_from_key, load_key
+
+T = TypeVar("T")
+KEY_ENV = "PRIMENET_PRIVATE_KEY"
+UNITS = 10**18
+
+chain_app = typer.Typer(
+    help="Deploy the contracts and run admin operations (mint, whitelist, domains, pools, ejection).",
+    no_args_is_help=True,
+)
+
+
+@dataclass
+class ChainOptions:
+    rpc_url: str
+    deployment: Path
+    key_file: Path | None
+
+
+@chain_app.callback()
+def options(
+    ctx: typer.Context,
+    rpc_url: Annotated[str, typer.Option(envvar="PRIMENET_RPC_URL", help="JSON-RPC endpoint of the chain.")] = (
+        "http://127.0.0.1:8545"
+    ),
+    deployment: Annotated[
+        Path, typer.Option(envvar="PRIMENET_DEPLOYMENT", help="Deployment file (addresses); the devnet's by default.")
+    ] = Path(".devnet/deployment.json"),
+    key_file: Annotated[
+        Path | None,
+        typer.Option(envvar="PRIMENET_KEY_FILE", help=f"Private key file (mode 0600); else ${KEY_ENV} is used."),
+    ] = None,
+) -> None:
+    ctx.obj = ChainOptions(rpc_url=rpc_url, deployment=deployment, key_file=key_file)
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def tokens(text: str) -> int:
+    """A decimal amount of 18-decimal units (AI or ETH) -> base units."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{text!r} is not a number") from None
+    base = value * UNITS
+    if value < 0 or base != base.to_integral_value():
+        raise typer.BadParameter(f"{text!r} must be non-negative with at most 18 decimals")
+    return int(base)
+
+
+def address(text: str) -> str:
+    try:
+        return checksum(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an Ethereum address") from None
+
+
+def address_argument(help_text: str) -> Any:
+    return typer.Argument(parser=address, metavar="ADDRESS", help=help_text)
+
+
+def address_option(help_text: str) -> Any:
+    return typer.Option(parser=address, metavar="ADDRESS", help=help_text)
+
+
+Amount = Annotated[int, typer.Argument(parser=tokens, metavar="AMOUNT", help="Decimal amount, e.g. 100 or 0.5.")]
+
+
+def _signer(opts: ChainOptions) -> LocalAccount:
+    return account_from_key(load_key(KEY_ENV, opts.key_file))
+
+
+def _run(opts: ChainOptions, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `work`, turning every expected failure into a message: 1 = refused, 2 = could not run."""
+    try:
+        return asyncio.run(work())
+    except ChainError as exc:
+        fail(str(exc), 1)
+    except (PrivateKeyError, FileNotFoundError) as exc:
+        fail(str(exc), 2)
+    except (aiohttp.ClientError, OSError) as exc:
+        fail(f"cannot reach the chain at {opts.rpc_url}: {exc}", 2)
+
+
+def _with_network(opts: ChainOptions, work: Callable[[Network], Awaitable[T]]) -> T:
+    async def connected() -> T:
+        async with Network.connect(opts.rpc_url, Deployment.load(opts.deployment)) as network:
+            await network.check_chain()
+            return await work(network)
+
+    return _run(opts, connected)
+
+
+def _receipt(receipt: TxReceipt, **extra: Any) -> dict[str, Any]:
+    return {"tx": "0x" + receipt["transactionHash"].hex().removeprefix("0x"), "block": receipt["blockNumber"], **extra}
+
+
+def _print(result: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    table = Table(title=title, show_header=False)
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _send(
+    ctx: typer.Context, as_json: bool, title: str, action: Callable[[Network, LocalAccount], Awaitable[dict[str, Any]]]
+) -> None:
+    opts: ChainOptions = ctx.obj
+
+    async def work(network: Network) -> dict[str, Any]:
+        return await action(network, _signer(opts))
+
+    _print(_with_network(opts, work), as_json, title)
+
+
+# --- deploy ----------------------------------------------------------------------------------------
+
+
+@chain_app.command("deploy")
+def deploy_command(
+    ctx: typer.Context,
+    federator: Annotated[str | None, address_option("FEDERATOR_ROLE holder (default: you).")] = None,
+    validator: Annotated[str | None, address_option("VALIDATOR_ROLE holder (default: you).")] = None,
+    unbonding_period: Annotated[int, typer.Option(min=0, help="Seconds from reclaiming stake to withdrawing it.")] = (
+        DEFAULT_UNBONDING_PERIOD_S
+    ),
+    stake_minimum: Annotated[
+        int, typer.Option(parser=tokens, metavar="AMOUNT", help="Stake per compute unit, in AI.")
+    ] = UNITS,
+    force: Annotated[bool, typer.Option(help="Deploy anew even if the deployment file is live on this chain.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Deploy and wire all contracts (signed by the deployer key) and write the deployment file.
+
+    Run again against the same chain, it reports the existing deployment instead of deploying twice.
+    """
+    opts: ChainOptions = ctx.obj
+
+    async def work() -> tuple[Deployment, bool]:
+        w3 = connect(opts.rpc_url)
+        try:
+            if not force and opts.deployment.exists():
+                recorded = Deployment.load(opts.deployment)
+                if await is_live(w3, recorded):
+                    return recorded, False
+            deployer = _signer(opts)
+            made = await deploy(
+                w3,
+                deployer,
+                federator=federator,
+                validator=validator,
+                unbonding_period_s=unbonding_period,
+                stake_minimum=stake_minimum,
+                progress=progress,
+            )
+            return made, True
+        finally:
+            await w3.provider.disconnect()
+
+    deployment, fresh = _run(opts, work)
+    if fresh:
+        deployment.save(opts.deployment)
+    if as_json:
+        typer.echo(json.dumps({"deployed": fresh, "file": str(opts.deployment), **deployment.model_dump()}, indent=2))
+        return
+    verb = "Deployed" if fresh else "Already deployed on this chain (nothing sent; --force deploys anew)"
+    console.print(f"{verb}: chain {deployment.chain_id}, block {deployment.block}, file {opts.deployment}")
+    for name, contract in deployment.contracts.items():
+        console.print(f"  {name:16} {contract}")
+
+
+# --- operator actions ------------------------------------------------------------------------------
+
+
+@chain_app.command()
+def mint(
+    ctx: typer.Context,
+    to: Annotated[str, address_argument("Recipient address.")],
+    amount: Amount,
+    as_json: AsJson = False,
+) -> None:
+    """Mint AI tokens (key: a MINTER_ROLE holder, the deployer by default)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.mint(network.transactor(key), to, amount)
+        return _receipt(receipt, to=to, amount=amount, balance=await network.balance(to))
+
+    _send(ctx, as_json, "minted", action)
+
+
+@chain_app.command("set-min-stake")
+def set_min_stake(ctx: typer.Context, amount: Amount, as_json: AsJson = False) -> None:
+    """Set the stake required per compute unit, in AI (key: federator)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.set_stake_minimum(network.transactor(key), amount)
+        return _receipt(receipt, stake_minimum=amount)
+
+    _send(ctx, as_json, "stake minimum set", action)
+
+
+@chain_app.command("whitelist-provider")
+def whitelist_provider(
+    ctx: typer.Context,
+    provider: Annotated[str, address_argument("Provider address.")],
+    as_json: AsJson = False,
+) -> None:
+    """Whitelist a registered provider so that it may add nodes (key: federator or validator)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.whitelist_provider(network.transactor(key), provider)
+        return _receipt(receipt, provider=provider)
+
+    _send(ctx, as_json, "provider whitelisted", action)
+
+
+@chain_app.command("create-domain")
+def create_domain(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Domain name, e.g. inference.")],
+    parameters_uri: Annotated[str, typer.Option(help="Where the domain's parameters live.")] = "",
+    as_json: AsJson = False,
+) -> None:
+    """Create a compute domain (key: federator)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        domain_id = await network.create_domain(network.transactor(key), name, parameters_uri)
+        return {"domain_id": domain_id, "name": name}
+
+    _send(ctx, as_json, "domain created", action)
+
+
+@chain_app.command("create-pool")
+def create_pool(
+    ctx: typer.Context,
+    domain: Annotated[int, typer.Option(min=0, help="Domain id.")],
+    manager: Annotated[str, address_option("Compute manager (the orchestrator's address).")],
+    name: Annotated[str, typer.Option(help="Pool name.")],
+    requirements: Annotated[str, typer.Option(help="Node requirements string stored with the pool.")] = "",
+    compute_limit: Annotated[int, typer.Option(min=0, help="Max total compute units (0: unlimited).")] = 0,
+    as_json: AsJson = False,
+) -> None:
+    """Create a compute pool in PENDING state (key: federator); `start-pool` opens it."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        pool_id = await network.create_pool(
+            network.transactor(key),
+            domain_id=domain,
+            manager=manager,
+            name=name,
+            data_uri=requirements,
+            compute_limit=compute_limit,
+        )
+        return {"pool_id": pool_id, "domain_id": domain, "manager": manager}
+
+    _send(ctx, as_json, "pool created", action)
+
+
+@chain_app.command("start-pool")
+def start_pool(
+    ctx: typer.Context, pool: Annotated[int, typer.Argument(min=0, help="Pool id.")], as_json: AsJson = False
+) -> None:
+    """Open a pool for joining (key: the pool's creator or compute manager)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.start_pool(network.transactor(key), pool)
+        return _receipt(receipt, pool_id=pool, status=(await network.pool(pool)).status.name)
+
+    _send(ctx, as_json, "pool started", action)
+
+
+@chain_app.command("eject-node")
+def eject_node(
+    ctx: typer.Context,
+    pool: Annotated[int, typer.Argument(min=0, help="Pool id.")],
+    node: Annotated[str, address_argument("Node address.")],
+    as_json: AsJson = False,
+) -> None:
+    """Remove a node from a pool; it may rejoin with a new invite (key: creator or compute manager)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.eject_node(network.transactor(key), pool, node)
+        return _receipt(receipt, pool_id=pool, node=node)
+
+    _send(ctx, as_json, "node ejected", action)
+
+
+@chain_app.command("blacklist-node")
+def blacklist_node(
+    ctx: typer.Context,
+    pool: Annotated[int, typer.Argument(min=0, help="Pool id.")],
+    node: Annotated[str, address_argument("Node address.")],
+    as_json: AsJson = False,
+) -> None:
+    """Bar a node from a pool for good, ejecting it if present (key: creator or compute manager)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.blacklist_node(network.transactor(key), pool, node)
+        return _receipt(receipt, pool_id=pool, node=node)
+
+    _send(ctx, as_json, "node blacklisted", action)
+
+
+@chain_app.command()
+def fund(
+    ctx: typer.Context,
+    to: Annotated[str, address_argument("Recipient address.")],
+    amount: Amount,
+    as_json: AsJson = False,
+) -> None:
+    """Send ETH for gas (key: any funded account)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.transactor(key).transfer(to, amount)
+        return _receipt(receipt, to=to, wei=amount, balance_wei=await network.w3.eth.get_balance(checksum(to)))
+
+    _send(ctx, as_json, "funded", action)
+
+
+# --- reads -----------------------------------------------------------------------------------------
+
+
+@chain_app.command("node-info")
+def node_info(
+    ctx: typer.Context,
+    node: Annotated[str, address_argument("Node address.")],
+    as_json: AsJson = False,
+) -> None:
+    """A node's on-chain record and pool (exit 1 when the node is unknown)."""
+
+    async def read(network: Network) -> dict[str, Any] | None:
+        record = await network.node(node)
+        if record is None:
+            return None
+        return {**asdict(record), "pool_id": await network.node_pool(node)}
+
+    result = _with_network(ctx.obj, read)
+    if result is None:
+        fail(f"node {node} is not registered on chain", 1)
+    _print(result, as_json, f"node {node}")
+
+
+@chain_app.command("pool-info")
+def pool_info(
+    ctx: typer.Context, pool: Annotated[int, typer.Argument(min=0, help="Pool id.")], as_json: AsJson = False
+) -> None:
+    """A pool's record and its nodes."""
+
+    async def read(network: Network) -> dict[str, Any]:
+        if pool >= await network.pool_count():
+            raise ChainError(f"pool {pool} does not exist")
+        info = await network.pool(pool)
+        return {**asdict(info), "status": info.status.name, "nodes": await network.pool_nodes(pool)}
+
+    _print(_with_network(ctx.obj, read), as_json, f"pool {pool}")

@@ -1,0 +1,57 @@
+"""The devnet's chain: deploy the contracts (once per Anvil), then domain 0 and pool 0, and fund the roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from primenet.chain.contracts import Network
+from primenet.chain.deploy import deploy, is_live
+from primenet.chain.deployment import Deployment
+from primenet.chain.rpc import connect
+from primenet.devnet.accounts import role_account
+
+TOKEN = 10**18
+DEVNET_UNBONDING_PERIOD_S = 600  # short, so the whole exit path can be tried on a devnet
+DEVNET_STAKE_MINIMUM = TOKEN  # one token per compute unit
+PROVIDER_FUNDS = 100_000 * TOKEN
+POOL_REQUIREMENTS = ""  # the devnet pool takes any node, GPU or not, so the demo runs anywhere
+
+
+async def prepare_chain(
+    rpc_url: str, recorded: Deployment | None, progress: Callable[[str], None]
+) -> tuple[Deployment, bool]:
+    """Reuse the recorded deployment when it is live on this chain, else deploy and set up a fresh one.
+
+    Returns the deployment and whether it is new (and so must be saved).
+    """
+    w3 = connect(rpc_url)
+    try:
+        if recorded is not None and await is_live(w3, recorded):
+            progress("contracts already deployed; reusing them")
+            return recorded, False
+        federator = role_account("federator")
+        deployment = await deploy(
+            w3,
+            federator,
+            validator=role_account("validator").address,
+            unbonding_period_s=DEVNET_UNBONDING_PERIOD_S,
+            stake_minimum=DEVNET_STAKE_MINIMUM,
+            progress=progress,
+        )
+        network = Network(w3, deployment)
+        fed = network.transactor(federator)
+        domain_id = await network.create_domain(fed, "devnet", "")
+        pool_id = await network.create_pool(
+            fed,
+            domain_id=domain_id,
+            manager=role_account("orchestrator").address,
+            name="devnet pool",
+            data_uri=POOL_REQUIREMENTS,
+        )
+        await network.start_pool(fed, pool_id)
+        progress(f"domain {domain_id} and pool {pool_id} (ACTIVE, managed by the orchestrator key) created")
+        await network.mint(fed, role_account("provider").address, PROVIDER_FUNDS)
+        progress(f"minted {PROVIDER_FUNDS // TOKEN} AI to the provider")
+        return deployment, True
+    finally:
+        await w3.provider.disconnect()
