@@ -1,0 +1,107 @@
+"""Wire models that two or more services must agree on: a node's record, its hardware, a task.
+
+Written once here (the import floors forbid services from importing each other). Units are in the field
+names: `_mib` is mebibytes, `_gb` is 10^9 bytes, so nobody repeats the reference's KiB-as-MB mistake.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+
+
+class Wire(BaseModel):
+    """Strict by default: unknown fields are refused, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GpuDevice(Wire):
+    index: int = Field(ge=0, description="NVML index on the host")
+    model: str = Field(min_length=1, max_length=128, description="e.g. NVIDIA H100 80GB HBM3")
+    memory_mib: int = Field(ge=0, le=10_000_000)
+    uuid: str | None = Field(None, max_length=128)
+    pci_bus_id: str | None = Field(None, max_length=64)
+    compute_capability: str | None = Field(None, max_length=16, description="major.minor, e.g. 9.0")
+
+
+class ComputeSpecs(Wire):
+    """What a node offers; reported by the miner, checked against a pool's requirements."""
+
+    gpus: list[GpuDevice] = Field(default_factory=list, max_length=64)
+    driver_version: str | None = Field(None, max_length=64)
+    cuda_version: str | None = Field(None, max_length=64)
+    cpu_model: str = Field("", max_length=256)
+    cpu_cores: int = Field(0, ge=0, le=100_000)
+    ram_mib: int = Field(0, ge=0, le=1 << 40)
+    storage_path: str = Field("", max_length=4096)
+    storage_free_gb: float = Field(0.0, ge=0)
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpus)
+
+
+class NodeRecord(Wire):
+    """A node's self-description, uploaded to discovery signed by the node key."""
+
+    node: str = Field(pattern=ADDRESS_PATTERN, description="the node key's address")
+    provider: str = Field(pattern=ADDRESS_PATTERN)
+    ip: str = Field(min_length=2, max_length=64, description="address the miner's API is reachable at")
+    port: int = Field(ge=1, le=65535)
+    pool_id: int = Field(ge=0)
+    specs: ComputeSpecs
+
+    @field_validator("node", "provider")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class TaskState(enum.StrEnum):
+    PENDING = "pending"
+    PULLING = "pulling"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class TaskSpec(Wire):
+    """What a node runs: one container. The config hash names the container, so a changed spec replaces it."""
+
+    task_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    image: str = Field(min_length=1, max_length=512)
+    command: list[str] | None = Field(None, max_length=256)
+    entrypoint: list[str] | None = Field(None, max_length=64)
+    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    gpus: int = Field(0, ge=0, le=64, description="GPUs the container gets (0: none; all the node has if more)")
+    shm_size_mib: int = Field(64, ge=1, le=1 << 20)
+    cpu_limit: float | None = Field(None, gt=0, le=4096, description="CPUs; None: no limit")
+    memory_limit_mib: int | None = Field(None, ge=16, le=1 << 30)
+    max_restarts: int = Field(3, ge=0, le=1000, description="restarts after failure before the task is failed")
+
+    def config_hash(self) -> str:
+        """Stable across processes and platforms (sha256 of canonical JSON, not Python's hash())."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def container_name(self) -> str:
+        return f"prime-task-{self.task_id}-{self.config_hash()}"
+
+
+class TaskDetails(Wire):
+    """What the miner reports of the container that runs its task."""
+
+    container_id: str | None = None
+    image_id: str | None = None
+    status: str | None = Field(None, description="Docker's own state string")
+    exit_code: int | None = None
+    restarts: int = 0
+    started_at: str | None = None
