@@ -23,7 +23,7 @@ from primenet.chain.deployment import Deployment
 from primenet.chain.eip712 import PoolInvite, digest, node_key_message, sign
 from primenet.chain.errors import ChainError
 from primenet.chain.rpc import Web3, checksum, connect
-from primenet.chain.tx import Transactor
+from primenet.chain.tx import Transactor, read
 
 FEDERATOR_ROLE = keccak(text="FEDERATOR_ROLE")
 VALIDATOR_ROLE = keccak(text="VALIDATOR_ROLE")
@@ -131,7 +131,7 @@ class Network:
     # --- token -------------------------------------------------------------------------------------
 
     async def balance(self, address: str) -> int:
-        value: int = await self.token.functions.balanceOf(checksum(address)).call()
+        value: int = await read(self.token.functions.balanceOf(checksum(address)))
         return value
 
     async def mint(self, minter: Transactor, to: str, amount: int) -> TxReceipt:
@@ -140,7 +140,7 @@ class Network:
 
     async def approve_stake(self, owner: Transactor, amount: int) -> TxReceipt | None:
         """Let PrimeNetwork pull `amount` of the owner's tokens; skipped when the allowance already covers it."""
-        allowance: int = await self.token.functions.allowance(owner.address, self.prime.address).call()
+        allowance: int = await read(self.token.functions.allowance(owner.address, self.prime.address))
         if allowance >= amount:
             return None
         return await owner.send(self.token.functions.approve(self.prime.address, amount))
@@ -148,7 +148,7 @@ class Network:
     # --- roles -------------------------------------------------------------------------------------
 
     async def has_role(self, role: bytes, address: str) -> bool:
-        answer: bool = await self.prime.functions.hasRole(role, checksum(address)).call()
+        answer: bool = await read(self.prime.functions.hasRole(role, checksum(address)))
         return answer
 
     async def is_validator(self, address: str) -> bool:
@@ -220,7 +220,7 @@ class Network:
         return await sender.send(self.pools.functions.blacklistNode(pool_id, checksum(node)))
 
     async def invite_nonce_used(self, pool_id: int, nonce: int) -> bool:
-        used: bool = await self.pools.functions.isInviteNonceUsed(pool_id, nonce).call()
+        used: bool = await read(self.pools.functions.isInviteNonceUsed(pool_id, nonce))
         return used
 
     def sign_invite(self, manager: LocalAccount, invite: PoolInvite) -> bytes:
@@ -246,7 +246,7 @@ class Network:
 
     async def node_key_signature(self, node: LocalAccount, provider: str) -> bytes:
         """The node key's EIP-712 proof that it belongs to `provider`, for the node's next nonce."""
-        nonce: int = await self.prime.functions.nodeKeyNonce(node.address).call()
+        nonce: int = await read(self.prime.functions.nodeKeyNonce(node.address))
         message = node_key_message(
             chain_id=self.chain_id,
             prime_network=self.prime.address,
@@ -282,29 +282,29 @@ class Network:
 
     async def minimum_stake(self, provider: str, extra_compute_units: int) -> int:
         """The stake `provider` needs in total to hold its nodes plus `extra_compute_units` more."""
-        value: int = await self.prime.functions.calculateMinimumStake(checksum(provider), extra_compute_units).call()
+        value: int = await read(self.prime.functions.calculateMinimumStake(checksum(provider), extra_compute_units))
         return value
 
     async def stake_of(self, address: str) -> int:
-        value: int = await self.stake_manager.functions.getStake(checksum(address)).call()
+        value: int = await read(self.stake_manager.functions.getStake(checksum(address)))
         return value
 
     async def withdrawable(self, address: str) -> int:
-        value: int = await self.stake_manager.functions.getWithdrawable(checksum(address)).call()
+        value: int = await read(self.stake_manager.functions.getWithdrawable(checksum(address)))
         return value
 
     async def unbonding_period(self) -> int:
-        value: int = await self.stake_manager.functions.getUnbondingPeriod().call()
+        value: int = await read(self.stake_manager.functions.getUnbondingPeriod())
         return value
 
     async def stake_minimum(self) -> int:
-        value: int = await self.stake_manager.functions.getStakeMinimum().call()
+        value: int = await read(self.stake_manager.functions.getStakeMinimum())
         return value
 
     async def provider(self, address: str) -> ProviderInfo:
-        provider, registered, whitelisted, nodes, active, compute = await self.registry.functions.getProvider(
-            checksum(address)
-        ).call()
+        provider, registered, whitelisted, nodes, active, compute = await read(
+            self.registry.functions.getProvider(checksum(address))
+        )
         return ProviderInfo(
             provider=provider,
             is_registered=registered,
@@ -317,11 +317,11 @@ class Network:
 
     async def node(self, address: str) -> NodeInfo | None:
         """The node's on-chain record, or None when no provider registered it."""
-        if not await self.registry.functions.nodeExists(checksum(address)).call():
+        if not await read(self.registry.functions.nodeExists(checksum(address))):
             return None
-        provider, node, specs_uri, compute_units, is_active, is_validated = await self.registry.functions.getNode(
-            checksum(address)
-        ).call()
+        provider, node, specs_uri, compute_units, is_active, is_validated = await read(
+            self.registry.functions.getNode(checksum(address))
+        )
         return NodeInfo(
             node=node,
             provider=provider,
@@ -346,7 +346,7 @@ class Network:
             limit,
             nodes,
             status,
-        ) = await self.pools.functions.getComputePool(pool_id).call()
+        ) = await read(self.pools.functions.getComputePool(pool_id))
         return PoolInfo(
             pool_id=pool,
             domain_id=domain,
@@ -364,34 +364,36 @@ class Network:
         )
 
     async def pool_count(self) -> int:
-        value: int = await self.pools.functions.poolCount().call()
+        value: int = await read(self.pools.functions.poolCount())
         return value
 
     async def pool_nodes(self, pool_id: int) -> list[str]:
-        nodes: list[str] = await self.pools.functions.getComputePoolNodes(pool_id).call()
+        nodes: list[str] = await read(self.pools.functions.getComputePoolNodes(pool_id))
         return nodes
 
     async def is_node_in_pool(self, pool_id: int, node: str) -> bool:
-        answer: bool = await self.pools.functions.isNodeInPool(pool_id, checksum(node)).call()
+        answer: bool = await read(self.pools.functions.isNodeInPool(pool_id, checksum(node)))
         return answer
 
     async def node_pool(self, node: str) -> int | None:
-        in_pool, pool_id = await self.pools.functions.getNodePool(checksum(node)).call()
+        in_pool, pool_id = await read(self.pools.functions.getNodePool(checksum(node)))
         return int(pool_id) if in_pool else None
 
     async def domain(self, domain_id: int) -> DomainInfo:
-        return DomainInfo(*await self.domains.functions.get(domain_id).call())
+        return DomainInfo(*await read(self.domains.functions.get(domain_id)))
 
     # --- digests as the contracts compute them (for tests and diagnostics) -------------------------
 
     async def onchain_node_key_digest(self, provider: str, node: str, nonce: int) -> bytes:
-        value: bytes = await self.prime.functions.hashNodeKey(checksum(provider), checksum(node), nonce).call()
+        value: bytes = await read(self.prime.functions.hashNodeKey(checksum(provider), checksum(node), nonce))
         return value
 
     async def onchain_invite_digest(self, invite: PoolInvite) -> bytes:
-        value: bytes = await self.pools.functions.hashPoolInvite(
-            invite.domain_id, invite.pool_id, checksum(invite.node), invite.nonce, invite.expiry
-        ).call()
+        value: bytes = await read(
+            self.pools.functions.hashPoolInvite(
+                invite.domain_id, invite.pool_id, checksum(invite.node), invite.nonce, invite.expiry
+            )
+        )
         return value
 
     def invite_digest(self, invite: PoolInvite) -> bytes:

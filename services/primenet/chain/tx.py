@@ -32,6 +32,14 @@ def revert_from(exc: ContractLogicError, function: str | None) -> ContractRevert
     return ContractRevertError("Error", {"message": str(exc.message or exc)}, function=function)
 
 
+async def read(call: AsyncContractFunction) -> Any:
+    """An eth_call whose revert arrives as a decoded `ContractRevertError`."""
+    try:
+        return await call.call()
+    except ContractLogicError as exc:
+        raise revert_from(exc, call.fn_name) from None
+
+
 class Transactor:
     """Signs and sends transactions from one account (its key never leaves this process)."""
 
@@ -43,13 +51,6 @@ class Transactor:
         self._nonce: int | None = None
         self._chain_id: int | None = None
         self._lock = asyncio.Lock()
-
-    async def call(self, call: AsyncContractFunction) -> Any:
-        """A read (eth_call) from this account, with reverts decoded."""
-        try:
-            return await call.call({"from": self.address})
-        except ContractLogicError as exc:
-            raise revert_from(exc, call.fn_name) from None
 
     async def send(self, call: AsyncContractFunction, *, value: int = 0) -> TxReceipt:
         """Send a contract call and wait for its receipt; a revert raises `ContractRevertError`."""

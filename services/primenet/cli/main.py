@@ -9,6 +9,8 @@ import typer
 from primenet import __version__
 from primenet.cli.chain import chain_app
 from primenet.cli.devnet import devnet_app
+from primenet.cli.miner import miner_app
+from primenet.cli.services import register as register_services
 
 app = typer.Typer(
     name="primenet",
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(chain_app, name="chain")
+app.add_typer(miner_app, name="miner")
+register_services(app)
 
 
 def _print_version(value: bool) -> None:

@@ -54,7 +54,7 @@ class NodeRecord(Wire):
     provider: str = Field(pattern=ADDRESS_PATTERN)
     ip: str = Field(min_length=2, max_length=64, description="address the miner's API is reachable at")
     port: int = Field(ge=1, le=65535)
-    pool_id: int = Field(ge=0)
+    pool_id: int = Field(ge=0, le=2**63)
     specs: ComputeSpecs
 
     @field_validator("node", "provider")

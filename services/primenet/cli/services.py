@@ -1,0 +1,31 @@
+"""`primenet discovery` (and, as they land, the other services): run one service with uvicorn."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from primenet.cli.output import fail
+from primenet.core.logs import configure_logging
+
+
+def discovery() -> None:
+    """Run the discovery service (settings from PRIMENET_* variables or .env; see the README)."""
+    from primenet.discovery.app import create_app
+    from primenet.discovery.settings import DiscoverySettings
+
+    try:
+        settings = DiscoverySettings()
+    except ValidationError as exc:
+        fail(f"invalid discovery settings:\n{exc}", 2)
+    try:
+        app = create_app(settings)
+    except FileNotFoundError as exc:
+        fail(str(exc), 2)
+    configure_logging(settings.log_level)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("discovery")(discovery)

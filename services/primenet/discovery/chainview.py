@@ -1,0 +1,91 @@
+"""What discovery asks the chain, with short caches where an answer may be a little old.
+
+Node ownership is read fresh on every upload (it decides whether a record is accepted); role membership and
+pool data are cached for `ttl_s`, so a role granted or revoked on chain takes effect within that time
+without a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from primenet.chain.contracts import Network, NodeInfo, PoolInfo
+from primenet.chain.errors import ContractRevertError
+from primenet.chain.tx import read
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    def __init__(self, load: Callable[[K], Awaitable[V]], ttl_s: float, max_entries: int = 100_000) -> None:
+        self._load = load
+        self._ttl_s = ttl_s
+        self._max = max_entries
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    async def get(self, key: K) -> V:
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = await self._load(key)
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[key] = (now + self._ttl_s, value)
+        return value
+
+
+@dataclass(frozen=True)
+class ChainFlags:
+    validated: bool
+    active: bool
+    whitelisted: bool
+    blacklisted: bool
+
+    def as_dict(self) -> dict[str, bool]:
+        return {
+            "validated": self.validated,
+            "active": self.active,
+            "whitelisted": self.whitelisted,
+            "blacklisted": self.blacklisted,
+        }
+
+
+class ChainView:
+    def __init__(self, network: Network, *, ttl_s: float) -> None:
+        self.network = network
+        self._validators: TtlCache[str, bool] = TtlCache(network.is_validator, ttl_s)
+        self._pools: TtlCache[int, PoolInfo | None] = TtlCache(self._load_pool, ttl_s)
+
+    async def _load_pool(self, pool_id: int) -> PoolInfo | None:
+        try:
+            return await self.network.pool(pool_id)
+        except ContractRevertError as exc:
+            if exc.error == "PoolNotFound":
+                return None
+            raise
+
+    async def is_validator(self, address: str) -> bool:
+        return await self._validators.get(address.lower())
+
+    async def pool(self, pool_id: int) -> PoolInfo | None:
+        return await self._pools.get(pool_id)
+
+    async def is_pool_owner(self, pool_id: int, address: str) -> bool:
+        pool = await self.pool(pool_id)
+        return pool is not None and address.lower() in (pool.creator.lower(), pool.compute_manager.lower())
+
+    async def node(self, node: str) -> NodeInfo | None:
+        return await self.network.node(node)
+
+    async def flags(self, node: NodeInfo, pool_id: int) -> ChainFlags:
+        """The chain's current flags for a node, as its discovery record names `pool_id`."""
+        whitelisted: bool = await read(self.network.registry.functions.isProviderWhitelisted(node.provider))
+        blacklisted: bool = await read(self.network.pools.functions.isNodeBlacklistedFromPool(pool_id, node.node))
+        return ChainFlags(
+            validated=node.is_validated, active=node.is_active, whitelisted=whitelisted, blacklisted=blacklisted
+        )

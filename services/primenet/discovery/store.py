@@ -1,0 +1,284 @@
+"""Discovery's state in Redis, with explicit indexes (no KEYS scans) and a change feed.
+
+Key layout (prefix `disc` by default):
+
+    disc:node:<node>        hash   record (NodeRecord JSON), validated, active, whitelisted, blacklisted
+                                   ("0"/"1"), created_at, updated_at (unix seconds)
+    disc:nodes              zset   every node, scored by created_at (stable listing order)
+    disc:pool:<pool id>     set    nodes whose record names that pool
+    disc:provider:<addr>    set    nodes of a provider (a whitelist change touches them all)
+    disc:ip:<ip>            set    nodes that gave this IP (the per-IP limit counts the active ones)
+    disc:feed               stream change feed: fields type, node, pool_id, data (JSON)
+    disc:sync               hash   block (last chain block applied), synced_at
+
+A record write and its feed event go in one MULTI/EXEC, so a reader never sees one without the other, and
+with AOF on, an acknowledged registration survives a restart of Redis or discovery.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError, WatchError
+
+from primenet.core.models import NodeRecord
+
+FLAGS = ("validated", "active", "whitelisted", "blacklisted")
+
+
+class StoredNode(BaseModel):
+    """A node as discovery serves it: what the node said plus what the chain says."""
+
+    record: NodeRecord
+    validated: bool
+    active: bool
+    whitelisted: bool
+    blacklisted: bool
+    created_at: float
+    updated_at: float
+
+    def public(self) -> dict[str, Any]:
+        return {
+            **self.record.model_dump(mode="json"),
+            **{f"is_{flag}": getattr(self, flag) for flag in FLAGS},
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+class FeedEvent(BaseModel):
+    cursor: str
+    type: str
+    node: str
+    pool_id: int | None
+    data: dict[str, Any]
+
+
+class FeedPage(BaseModel):
+    events: list[FeedEvent]
+    cursor: str
+    reset: bool = False  # the given cursor was older than the oldest kept event: do a full listing
+
+
+class ConflictError(Exception):
+    """The write lost a race with another write of the same node; the caller retries."""
+
+
+def _stream_id(cursor: str) -> tuple[int, int]:
+    ms, _, seq = cursor.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class DiscoveryStore:
+    def __init__(
+        self, redis: Redis, *, prefix: str = "disc", feed_max_len: int = 100_000, blocking: Redis | None = None
+    ) -> None:
+        self.redis = redis
+        self.blocking = blocking or redis  # long-polls wait here, on a client without a short read timeout
+        self.prefix = prefix
+        self.feed_max_len = feed_max_len
+        self.feed_key = f"{prefix}:feed"
+        self.nodes_key = f"{prefix}:nodes"
+        self.sync_key = f"{prefix}:sync"
+
+    def node_key(self, node: str) -> str:
+        return f"{self.prefix}:node:{node.lower()}"
+
+    def pool_key(self, pool_id: int) -> str:
+        return f"{self.prefix}:pool:{pool_id}"
+
+    def provider_key(self, provider: str) -> str:
+        return f"{self.prefix}:provider:{provider.lower()}"
+
+    def ip_key(self, ip: str) -> str:
+        return f"{self.prefix}:ip:{ip}"
+
+    # --- reads ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(raw: Mapping[str, str]) -> StoredNode | None:
+        if not raw:
+            return None
+        return StoredNode(
+            record=NodeRecord.model_validate_json(raw["record"]),
+            created_at=float(raw["created_at"]),
+            updated_at=float(raw["updated_at"]),
+            **{flag: raw.get(flag) == "1" for flag in FLAGS},
+        )
+
+    async def get(self, node: str) -> StoredNode | None:
+        return self._decode(cast(dict[str, str], await self.redis.hgetall(self.node_key(node))))
+
+    async def get_many(self, nodes: Iterable[str]) -> list[StoredNode]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in nodes:
+                pipe.hgetall(self.node_key(node))
+            rows = await pipe.execute()
+        return [stored for stored in map(self._decode, rows) if stored is not None]
+
+    async def all_nodes(self) -> list[StoredNode]:
+        return await self.get_many(cast(list[str], await self.redis.zrange(self.nodes_key, 0, -1)))
+
+    async def pool_nodes(self, pool_id: int) -> list[StoredNode]:
+        members = cast(set[str], await self.redis.smembers(self.pool_key(pool_id)))
+        nodes = await self.get_many(sorted(members))
+        return sorted(nodes, key=lambda stored: stored.created_at)
+
+    async def provider_nodes(self, provider: str) -> set[str]:
+        return cast(set[str], await self.redis.smembers(self.provider_key(provider)))
+
+    async def count(self) -> int:
+        return int(await self.redis.zcard(self.nodes_key))
+
+    async def active_on_ip(self, ip: str, *, excluding: str) -> int:
+        members = cast(set[str], await self.redis.smembers(self.ip_key(ip)))
+        others = [node for node in members if node != excluding.lower()]
+        return sum(1 for stored in await self.get_many(others) if stored.active and stored.record.ip == ip)
+
+    # --- writes --------------------------------------------------------------------------------------
+
+    async def upsert(
+        self, record: NodeRecord, flags: Mapping[str, bool], *, expected: StoredNode | None
+    ) -> tuple[StoredNode, str]:
+        """Write the record (and initial chain flags) if the stored node is still `expected`.
+
+        Returns the stored node and the event type (`registered`, `updated` or `unchanged`). Raises
+        ConflictError when another write of the same node got in between (optimistic concurrency).
+        """
+        key = self.node_key(record.node)
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            current = self._decode(cast(dict[str, str], await pipe.hgetall(key)))
+            if (current is None) != (expected is None) or (
+                current is not None and expected is not None and current.updated_at != expected.updated_at
+            ):
+                raise ConflictError
+            if (
+                current is not None
+                and current.record == record
+                and all(getattr(current, flag) == value for flag, value in flags.items())
+            ):
+                return current, "unchanged"
+            created = current.created_at if current else now
+            stored = StoredNode(
+                record=record,
+                created_at=created,
+                updated_at=now,
+                **{flag: flags.get(flag, getattr(current, flag) if current else False) for flag in FLAGS},
+            )
+            kind = "registered" if current is None else "updated"
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hset(
+                key,
+                mapping={
+                    "record": record.model_dump_json(),
+                    "created_at": repr(created),
+                    "updated_at": repr(now),
+                    **{flag: "1" if getattr(stored, flag) else "0" for flag in FLAGS},
+                },
+            )
+            pipe.zadd(self.nodes_key, {record.node: created}, nx=True)
+            if current is not None and current.record.pool_id != record.pool_id:
+                pipe.srem(self.pool_key(current.record.pool_id), record.node)
+            if current is not None and current.record.ip != record.ip:
+                pipe.srem(self.ip_key(current.record.ip), record.node)
+            if current is not None and current.record.provider != record.provider:
+                pipe.srem(self.provider_key(current.record.provider), record.node)
+            pipe.sadd(self.pool_key(record.pool_id), record.node)
+            pipe.sadd(self.ip_key(record.ip), record.node)
+            pipe.sadd(self.provider_key(record.provider), record.node)
+            self._emit(pipe, kind, record.node, record.pool_id, stored.public())
+            try:
+                await pipe.execute()
+            except WatchError:
+                raise ConflictError from None
+        return stored, kind
+
+    async def set_flags(self, node: str, flags: Mapping[str, bool]) -> dict[str, bool]:
+        """Apply chain flags to a known node; returns the flags that changed (and emits one event for them)."""
+        key = self.node_key(node)
+        for _ in range(5):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                current = self._decode(cast(dict[str, str], await pipe.hgetall(key)))
+                if current is None:
+                    return {}
+                changed = {flag: value for flag, value in flags.items() if getattr(current, flag) != value}
+                if not changed:
+                    return {}
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.hset(key, mapping={flag: "1" if value else "0" for flag, value in changed.items()})
+                pipe.hset(key, "updated_at", repr(time.time()))
+                self._emit(pipe, "flags_changed", node.lower(), current.record.pool_id, changed)
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                return changed
+        raise ConflictError
+
+    def _emit(self, pipe: Any, kind: str, node: str, pool_id: int, data: Mapping[str, Any]) -> None:
+        pipe.xadd(
+            self.feed_key,
+            {"type": kind, "node": node, "pool_id": str(pool_id), "data": json.dumps(data)},
+            maxlen=self.feed_max_len,
+            approximate=True,
+        )
+
+    # --- change feed ---------------------------------------------------------------------------------
+
+    async def latest_cursor(self) -> str:
+        newest = await self.redis.xrevrange(self.feed_key, count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def read_feed(self, since: str, *, block_ms: int, limit: int, pool_id: int | None) -> FeedPage:
+        """Events after `since` (exclusive), waiting up to `block_ms` for the first one.
+
+        `since="0"` reads from the oldest kept event; `since="now"` returns no events, just the current cursor.
+        """
+        if since == "now":
+            return FeedPage(events=[], cursor=await self.latest_cursor())
+        reset = False
+        if since not in ("0", "0-0"):
+            oldest = await self.redis.xrange(self.feed_key, count=1)
+            if oldest and _stream_id(since) < _stream_id(str(oldest[0][0])):
+                reset, since = True, "0-0"
+        try:
+            reply = await self.blocking.xread({self.feed_key: since}, count=limit, block=block_ms or None)
+        except ResponseError as exc:  # an id Redis cannot parse
+            raise ValueError(f"invalid cursor {since!r}: {exc}") from None
+        events: list[FeedEvent] = []
+        cursor = since
+        for _, entries in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or []):
+            for entry_id, fields in entries:
+                cursor = str(entry_id)
+                event_pool = int(fields["pool_id"]) if fields.get("pool_id", "") != "" else None
+                if pool_id is not None and event_pool != pool_id:
+                    continue
+                events.append(
+                    FeedEvent(
+                        cursor=cursor,
+                        type=fields["type"],
+                        node=fields["node"],
+                        pool_id=event_pool,
+                        data=json.loads(fields["data"]),
+                    )
+                )
+        return FeedPage(events=events, cursor=cursor, reset=reset)
+
+    # --- chain sync bookkeeping ----------------------------------------------------------------------
+
+    async def sync_state(self) -> tuple[int | None, float | None]:
+        raw = cast(dict[str, str], await self.redis.hgetall(self.sync_key))
+        block = int(raw["block"]) if "block" in raw else None
+        synced = float(raw["synced_at"]) if "synced_at" in raw else None
+        return block, synced
+
+    async def record_sync(self, block: int) -> None:
+        await self.redis.hset(self.sync_key, mapping={"block": str(block), "synced_at": repr(time.time())})

@@ -1,0 +1,1 @@
+"""Fakes at the hardware boundary only (NVML); everything else in the tests is real."""
