@@ -37,6 +37,8 @@ test-integration: setup  ## Only the tests against real Anvil, Redis, dockerd
 bench: setup  ## Benchmarks (ratios measured in one run)
 	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/chain.py
+	$(BIN)/python bench/challenge.py
+	$(BIN)/python bench/discovery.py
 
 clean:  ## Remove caches (keeps .venv and node_modules)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .cache
@@ -44,3 +46,17 @@ clean:  ## Remove caches (keeps .venv and node_modules)
 .PHONY: contracts
 contracts:  ## Compile contracts/src (solcjs) into contracts/artifacts: the ABI + bytecode the Python code loads
 	node contracts/tools/build-artifacts.js
+
+# --- Ansible: provisioning roles and playbooks -------------------------------------------------
+.PHONY: molecule molecule-prereqs lint-ansible
+
+molecule-prereqs: setup  ## Local Debian 12/13 test images and Ansible collections (both cached)
+	@bash scripts/build-test-images.sh
+	@bash scripts/ansible-collections.sh
+
+molecule: molecule-prereqs  ## Every Molecule scenario of roles/ and playbooks/ (SCENARIOS="dir:scenario ..." for some)
+	@bash scripts/molecule.sh $(SCENARIOS)
+
+lint-ansible: setup  ## yamllint and ansible-lint (production profile) over roles, playbooks, inventories
+	$(BIN)/yamllint -s roles playbooks inventories .yamllint .ansible-lint
+	$(BIN)/ansible-lint

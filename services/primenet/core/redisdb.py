@@ -11,7 +11,5 @@ def connect(url: str, *, socket_timeout: float | None = 5.0) -> Redis:
     `socket_timeout` bounds every reply; a client for blocking commands (XREAD BLOCK) needs None or a value
     above the longest block it issues.
     """
-    client: Redis = Redis.from_url(
-        url, decode_responses=True, health_check_interval=30, socket_timeout=socket_timeout
-    )
+    client: Redis = Redis.from_url(url, decode_responses=True, health_check_interval=30, socket_timeout=socket_timeout)
     return client
