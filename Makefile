@@ -20,13 +20,15 @@ demo: setup  ## Run the network locally and show what runs where
 down:  ## Stop what `make demo` started
 	@if [ -x $(PRIMENET) ]; then $(PRIMENET) devnet down; fi
 
-lint: setup  ## ruff and mypy
+lint: setup  ## ruff, mypy, yamllint, ansible-lint
 	$(BIN)/ruff check services tests bench
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy
+	@$(MAKE) --no-print-directory lint-ansible
 
-test: setup lint  ## The whole suite: lint, unit, integration and e2e tests
+test: setup lint  ## The whole suite: lint, unit, integration and e2e tests, every Molecule scenario
 	$(BIN)/pytest
+	@$(MAKE) --no-print-directory molecule
 
 test-unit: setup  ## Only the tests that need no servers
 	$(BIN)/pytest -m unit

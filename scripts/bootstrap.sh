@@ -36,6 +36,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v gpg >/dev/null 2>&1 || missing+=(gpg)  # signs the stand-in apt repositories of the Molecule tests
 [ -x /bin/busybox ] || missing+=(busybox-static)  # the tiny local image test tasks run in
 
 if [ ${#missing[@]} -gt 0 ]; then

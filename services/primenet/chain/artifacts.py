@@ -40,3 +40,11 @@ def load_artifact(name: str) -> Artifact:
     except FileNotFoundError:
         raise FileNotFoundError(f"no compiled contract {name} at {path}: run `make contracts`") from None
     return Artifact(name=name, abi=data["abi"], bytecode=data["bytecode"])
+
+
+def abi_type(param: dict[str, Any]) -> str:
+    """The canonical type of an ABI parameter, with tuples (structs) spelled out: `(address,uint256)[]`."""
+    kind = str(param["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(abi_type(component) for component in param["components"]) + ")" + kind[5:]
+    return kind

@@ -13,7 +13,7 @@ from typing import Any
 from eth_abi.abi import decode
 from eth_utils.abi import function_signature_to_4byte_selector
 
-from primenet.chain.artifacts import CONTRACTS, load_artifact
+from primenet.chain.artifacts import CONTRACTS, abi_type, load_artifact
 
 PANIC_REASONS = {
     0x01: "assertion failed",
@@ -49,13 +49,6 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) and not value.startswith("0x") else str(value)
 
 
-def _type_string(param: dict[str, Any]) -> str:
-    if param["type"].startswith("tuple"):
-        inner = ",".join(_type_string(component) for component in param["components"])
-        return f"({inner}){param['type'][5:]}"
-    return str(param["type"])
-
-
 @cache
 def _known_errors() -> dict[bytes, tuple[str, list[str], list[str]]]:
     """4-byte selector -> (name, argument names, argument types), over every contract's ABI."""
@@ -67,7 +60,7 @@ def _known_errors() -> dict[bytes, tuple[str, list[str], list[str]]]:
         for entry in load_artifact(contract).abi:
             if entry.get("type") != "error":
                 continue
-            types = [_type_string(param) for param in entry["inputs"]]
+            types = [abi_type(param) for param in entry["inputs"]]
             names = [param["name"] or f"arg{i}" for i, param in enumerate(entry["inputs"])]
             selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
             table[selector] = (entry["name"], names, types)

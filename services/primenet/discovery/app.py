@@ -19,10 +19,12 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import aiohttp
+import httpx
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge
 
+from primenet.chain.batch import BatchReader
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.core.app import service_app
@@ -61,7 +63,8 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
     blocking_redis = connect(settings.redis_url, socket_timeout=MAX_FEED_WAIT_S + 10)
     deployment = Deployment.load(settings.deployment_file)
     network = Network.connect(settings.rpc_url, deployment)
-    view = ChainView(network, ttl_s=settings.role_cache_s)
+    reader = BatchReader(settings.rpc_url)
+    view = ChainView(network, reader, ttl_s=settings.role_cache_s)
     store = DiscoveryStore(
         redis, prefix=settings.key_prefix, feed_max_len=settings.feed_max_len, blocking=blocking_redis
     )
@@ -83,6 +86,7 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await network.aclose()
+            await reader.aclose()
             await redis.aclose()
             await blocking_redis.aclose()
 
@@ -96,6 +100,7 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
         )
 
     app.add_exception_handler(aiohttp.ClientError, on_chain_down)
+    app.add_exception_handler(httpx.HTTPError, on_chain_down)
     app.add_exception_handler(asyncio.TimeoutError, on_chain_down)
 
     common = {"redis": redis, "audience": settings.audience, "chain_id": deployment.chain_id, "policy": settings.auth}
@@ -129,7 +134,7 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
         pool = await view.pool(record.pool_id)
         if pool is None:
             raise refuse(422, "pool_not_found", f"pool {record.pool_id} does not exist on chain")
-        info = await view.node(record.node)
+        info, flags = await view.check(record.node, record.provider, record.pool_id)
         if info is None:
             raise refuse(422, "node_not_on_chain", f"node {record.node} is not registered in the compute registry")
         if info.provider.lower() != record.provider:
@@ -145,7 +150,6 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
         unmet = requirements.unmet(record.specs)
         if unmet:
             raise refuse(422, "requirements_not_met", f"the node does not meet pool {pool.pool_id}'s needs", unmet)
-        flags = await view.flags(info, record.pool_id)
         for _ in range(5):
             current = await store.get(record.node)
             if current is not None and current.active and _placement(current.record) != _placement(record):

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from primenet.chain.batch import BatchReader, Read, view_function
 from primenet.chain.contracts import Network, NodeInfo, PoolInfo
 from primenet.chain.errors import ContractRevertError
-from primenet.chain.tx import read
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -55,9 +55,13 @@ class ChainFlags:
         }
 
 
+NOT_ON_CHAIN = ChainFlags(validated=False, active=False, whitelisted=False, blacklisted=False)
+
+
 class ChainView:
-    def __init__(self, network: Network, *, ttl_s: float) -> None:
+    def __init__(self, network: Network, reader: BatchReader, *, ttl_s: float) -> None:
         self.network = network
+        self.reader = reader
         self._validators: TtlCache[str, bool] = TtlCache(network.is_validator, ttl_s)
         self._pools: TtlCache[int, PoolInfo | None] = TtlCache(self._load_pool, ttl_s)
 
@@ -79,13 +83,31 @@ class ChainView:
         pool = await self.pool(pool_id)
         return pool is not None and address.lower() in (pool.creator.lower(), pool.compute_manager.lower())
 
-    async def node(self, node: str) -> NodeInfo | None:
-        return await self.network.node(node)
-
-    async def flags(self, node: NodeInfo, pool_id: int) -> ChainFlags:
-        """The chain's current flags for a node, as its discovery record names `pool_id`."""
-        whitelisted: bool = await read(self.network.registry.functions.isProviderWhitelisted(node.provider))
-        blacklisted: bool = await read(self.network.pools.functions.isNodeBlacklistedFromPool(pool_id, node.node))
-        return ChainFlags(
-            validated=node.is_validated, active=node.is_active, whitelisted=whitelisted, blacklisted=blacklisted
+    async def check(self, node: str, provider: str, pool_id: int) -> tuple[NodeInfo | None, ChainFlags]:
+        """The node's on-chain record (None when unknown) and its flags, read in one RPC batch."""
+        network = self.network
+        record, whitelisted, blacklisted = await self.reader.read(
+            [
+                Read(network.registry.address, view_function("ComputeRegistry", "getNode"), (node,)),
+                Read(network.registry.address, view_function("ComputeRegistry", "isProviderWhitelisted"), (provider,)),
+                Read(network.pools.address, view_function("ComputePool", "isNodeBlacklistedFromPool"), (pool_id, node)),
+            ]
         )
+        if isinstance(record, ContractRevertError):
+            if record.error != "UnknownNode":
+                raise record
+            return None, NOT_ON_CHAIN
+        if isinstance(whitelisted, ContractRevertError):
+            raise whitelisted
+        if isinstance(blacklisted, ContractRevertError):
+            raise blacklisted
+        owner, address, specs_uri, units, active, validated = record[0]
+        info = NodeInfo(
+            node=address,
+            provider=owner,
+            specs_uri=specs_uri,
+            compute_units=units,
+            is_active=active,
+            is_validated=validated,
+        )
+        return info, ChainFlags(validated, active, whitelisted=whitelisted[0], blacklisted=blacklisted[0])

@@ -19,7 +19,7 @@ from web3.contract import AsyncContract
 from web3.types import LogReceipt
 
 from primenet.chain.artifacts import load_artifact
-from primenet.discovery.chainview import ChainFlags, ChainView
+from primenet.discovery.chainview import ChainView
 from primenet.discovery.store import DiscoveryStore
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,6 @@ NODE_EVENTS = {
 PROVIDER_EVENTS = {"ProviderWhitelisted", "ProviderBlacklisted"}
 LOG_CHUNK_BLOCKS = 2_000
 REFRESH_CONCURRENCY = 16
-NOT_ON_CHAIN = ChainFlags(validated=False, active=False, whitelisted=False, blacklisted=False)
 
 
 class ChainSync:
@@ -118,8 +117,7 @@ class ChainSync:
                 stored = await self.store.get(node)
                 if stored is None:
                     return
-                info = await self.view.node(node)
-                flags = NOT_ON_CHAIN if info is None else await self.view.flags(info, stored.record.pool_id)
+                _, flags = await self.view.check(node, stored.record.provider, stored.record.pool_id)
                 changed = await self.store.set_flags(node, flags.as_dict())
                 if changed:
                     log.info("node flags changed", node=node, **changed)
