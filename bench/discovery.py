@@ -59,7 +59,7 @@ async def put_nodes_on_chain(network: Network, provider: LocalAccount, nodes: li
             "to": network.prime.address,
             "data": data,
             "value": 0,
-            "gas": 500_000,
+            "gas": 300_000,
             "nonce": nonce + i,
             "chainId": network.chain_id,
             "maxFeePerGas": fee,
@@ -82,7 +82,9 @@ async def put_nodes_on_chain(network: Network, provider: LocalAccount, nodes: li
             while await network.w3.eth.get_transaction_count(provider.address) < mined_up_to:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the addComputeNode transactions were not mined within 600 s")
-                await asyncio.sleep(0.05)
+                # Automine builds one block per arriving transaction; what did not fit the gas limit waits for
+                # the next arrival, so mine explicitly (this is a private Anvil).
+                await network.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     added = (await network.provider(provider.address)).node_count
     if added != len(nodes):
         raise RuntimeError(f"only {added} of {len(nodes)} nodes were added on chain")

@@ -211,8 +211,12 @@ async def test_node_reads_itself_and_admin_reads_any(discovery_url: str, registe
         wrong = await http.get(path, headers={"Authorization": "Bearer not-the-token-at-all"})
         as_admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         unknown = await http.get(f"/api/nodes/{Account.create().address}", headers=as_admin)
+    async with client(discovery_url, validator) as http:
+        listed = (await http.get("/api/validator")).json()["nodes"]
     assert own.status_code == 200
     assert own.json()["node"] == registered.address.lower()
+    # Listings are joined from pre-serialized JSON; they must say exactly what the single-node route says.
+    assert [n for n in listed if n["node"] == registered.address.lower()] == [own.json()]
     assert (other.status_code, code(other)) == (403, "not_this_node")
     assert admin.json() == own.json()
     assert (wrong.status_code, code(wrong)) == (401, "admin_token_invalid")

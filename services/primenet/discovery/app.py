@@ -14,6 +14,7 @@ Routes (JSON; OpenAPI at /docs):
 import asyncio
 import contextlib
 import hmac
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from typing import Annotated, Any
 import aiohttp
 import httpx
 from fastapi import Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, Gauge
 
 from primenet.chain.batch import BatchReader
@@ -35,7 +36,7 @@ from primenet.core.redisdb import connect
 from primenet.core.requirements import RequirementsError, parse
 from primenet.discovery.chainview import ChainView
 from primenet.discovery.settings import DiscoverySettings
-from primenet.discovery.store import ConflictError, DiscoveryStore, FeedPage, StoredNode
+from primenet.discovery.store import ConflictError, DiscoveryStore, FeedPage
 from primenet.discovery.sync import ChainSync
 
 REGISTRATIONS = Counter("primenet_discovery_registrations", "Node uploads accepted, by result", ["result"])
@@ -54,8 +55,15 @@ def refuse(status: int, code: str, message: str, details: Any = None) -> ApiErro
     return ApiError(status, code, message, details=details)
 
 
-def listing(nodes: list[StoredNode], cursor: str) -> dict[str, Any]:
-    return {"nodes": [stored.public() for stored in nodes], "count": len(nodes), "cursor": cursor}
+LISTING_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"description": '`{"nodes": [node, ...], "count": n, "cursor": "<feed cursor>"}`'}
+}
+
+
+def listing(nodes: list[str], cursor: str) -> Response:
+    """Joined from pre-serialized nodes (see DiscoveryStore.listing_json): no per-node model work."""
+    body = f'{{"nodes":[{",".join(nodes)}],"count":{len(nodes)},"cursor":{json.dumps(cursor)}}}'
+    return Response(body, media_type="application/json")
 
 
 def create_app(settings: DiscoverySettings) -> FastAPI:
@@ -175,26 +183,23 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
 
     # --- reads -------------------------------------------------------------------------------------
 
-    @app.get("/api/validator", tags=["nodes"])
+    @app.get("/api/validator", tags=["nodes"], responses=LISTING_DOC)
     async def validator_listing(
         _: Annotated[Signer, Depends(validators)], validated: Annotated[bool | None, Query()] = None
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Every node, for validators (`?validated=false`: only those still to validate)."""
         cursor = await store.latest_cursor()
-        nodes = await store.all_nodes()
-        if validated is not None:
-            nodes = [stored for stored in nodes if stored.validated == validated]
-        return listing(nodes, cursor)
+        return listing(await store.listing_json(validated=validated), cursor)
 
-    @app.get("/api/pool/{pool_id}", tags=["nodes"])
-    async def pool_listing(pool_id: PoolId, signer: Annotated[Signer, Depends(anyone)]) -> dict[str, Any]:
+    @app.get("/api/pool/{pool_id}", tags=["nodes"], responses=LISTING_DOC)
+    async def pool_listing(pool_id: PoolId, signer: Annotated[Signer, Depends(anyone)]) -> Response:
         """The nodes that named this pool, for its creator or compute manager."""
         if await view.pool(pool_id) is None:
             raise refuse(404, "pool_not_found", f"pool {pool_id} does not exist on chain")
         if not await view.is_pool_owner(pool_id, signer.address):
             raise refuse(403, "not_pool_owner", f"{signer.address} is neither creator nor manager of pool {pool_id}")
         cursor = await store.latest_cursor()
-        return listing(await store.pool_nodes(pool_id), cursor)
+        return listing(await store.listing_json(pool_id=pool_id), cursor)
 
     @app.get("/api/nodes/{address}", tags=["nodes"])
     async def get_node(address: Address, caller: Annotated[Signer | None, Depends(signer_or_admin)]) -> dict[str, Any]:
