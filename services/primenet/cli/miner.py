@@ -1,23 +1,51 @@
-"""`primenet miner check [--json]`: the miner host's doctor (exit 0 ok, 1 failures, 2 could not run)."""
+"""`primenet miner ...`: the GPU provider's node.
+
+    check [--json]        the host's doctor (exit 0 ok, 1 failures, 2 could not run)
+    run                   register on chain and in discovery (what is missing), then serve the API and heartbeat
+    deregister [--json]   leave the pool, remove the node, reclaim the stake (each step skipped when done)
+    balance [--json]      the provider's ETH, AI, stake, reclaimable and withdrawable amounts
+
+Settings come from `PRIMENET_*` variables (see `primenet.miner.settings.MinerSettings`); the provider and node
+keys from PRIMENET_PROVIDER_KEY / PRIMENET_NODE_KEY or 0600 files (PRIMENET_PROVIDER_KEY_FILE /
+PRIMENET_NODE_KEY_FILE), never from an argument. Exit codes: 0 done, 1 refused, 2 could not run.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
+import aiohttp
+import httpx
 import typer
+import uvicorn
 from pydantic import ValidationError
+from rich.table import Table
 
-from primenet.cli.output import console
+from primenet.chain.contracts import Network
+from primenet.chain.deployment import Deployment
+from primenet.chain.errors import ChainError, ContractRevertError
+from primenet.cli.output import console, fail, progress
+from primenet.core.keys import PrivateKeyError
+from primenet.core.logs import configure_logging
 from primenet.miner.checks import CheckOptions, CheckReport, render_text, run_checks
+from primenet.miner.hardware import VisibleDevicesError, detect_specs
+from primenet.miner.publisher import PublishError
+from primenet.miner.registration import Outcome, Registrar, RegistrationError, balances, tokens
+from primenet.miner.settings import MinerKeys, MinerSettings, load_keys
+
+T = TypeVar("T")
+AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 miner_app = typer.Typer(no_args_is_help=True)
 
 
 @miner_app.callback()
 def miner() -> None:
-    """The GPU provider's node: host checks (more commands as they land)."""
+    """The GPU provider's node: host checks, registration, the API and heartbeats, deregistration."""
 
 
 @miner_app.command()
@@ -65,3 +93,105 @@ def check(
     else:
         console.print(render_text(report), highlight=False, markup=False)
     raise typer.Exit(report.exit_code)
+
+
+def _settings_and_keys() -> tuple[MinerSettings, MinerKeys]:
+    try:
+        settings = MinerSettings()
+    except ValidationError as exc:
+        fail(f"invalid miner settings:\n{exc}", 2)
+    try:
+        return settings, load_keys(settings)
+    except PrivateKeyError as exc:
+        fail(str(exc), 2)
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run one async operation; refusals exit 1, an unusable environment exits 2, each with one clear line."""
+    try:
+        return asyncio.run(work)
+    except (RegistrationError, PublishError, ContractRevertError) as exc:
+        fail(str(exc), 1)
+    except (FileNotFoundError, VisibleDevicesError) as exc:
+        fail(str(exc), 2)
+    except (ChainError, aiohttp.ClientError, httpx.HTTPError, OSError) as exc:
+        fail(f"could not reach a service: {type(exc).__name__}: {exc}", 2)
+
+
+@miner_app.command()
+def run() -> None:
+    """Register what is missing (provider stake, whitelist wait, node, discovery record), then serve the API
+    (port 8091) while heartbeating to the pool's orchestrator once invited. Safe to restart at any point."""
+    from primenet.miner.service import create_app, onboard
+
+    settings, keys = _settings_and_keys()
+    configure_logging(settings.log_level)
+    try:
+        specs = detect_specs(settings.storage_path, settings.visible_devices)
+    except VisibleDevicesError as exc:
+        fail(str(exc), 2)
+    progress(f"node {keys.node.address}, provider {keys.provider.address}, pool {settings.pool_id}")
+    progress(f"{specs.gpu_count} GPU(s), {specs.cpu_cores} CPU cores, {specs.ram_mib} MiB RAM")
+    outcome = _run(onboard(settings, keys, specs=specs, progress=progress))
+    _print_outcome(outcome)
+    try:
+        app = create_app(settings, keys, specs)
+    except FileNotFoundError as exc:
+        fail(str(exc), 2)
+    progress(f"API on {settings.host}:{settings.port} (requests signed for audience {keys.node.address.lower()})")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    for step, result in outcome.steps:
+        progress(f"{step}: {result}")
+    progress(f"{outcome.transactions} transaction(s) sent")
+
+
+async def _registrar_do(settings: MinerSettings, keys: MinerKeys) -> tuple[Outcome, dict[str, int]]:
+    async with Network.connect(settings.rpc_url, Deployment.load(settings.deployment_file)) as network:
+        registrar = Registrar(
+            network, provider=keys.provider, node=keys.node, pool_id=settings.pool_id, progress=progress
+        )
+        outcome = await registrar.deregister()
+        return outcome, await balances(network, keys.provider.address)
+
+
+@miner_app.command()
+def deregister(as_json: AsJson = False) -> None:
+    """Leave the pool (if in it), remove the node (if on chain) and reclaim the reclaimable stake (if any)."""
+    settings, keys = _settings_and_keys()
+    outcome, amounts = _run(_registrar_do(settings, keys))
+    if as_json:
+        body = {"steps": dict(outcome.steps), "transactions": outcome.transactions, "balances": amounts}
+        typer.echo(json.dumps(body, indent=2))
+        return
+    _print_outcome(outcome)
+    console.print(
+        f"stake left {tokens(amounts['stake'])} AI; withdrawable now {tokens(amounts['withdrawable'])} AI "
+        "(reclaimed stake becomes withdrawable after the unbonding period)",
+        highlight=False,
+    )
+
+
+async def _balances(settings: MinerSettings, provider: str) -> dict[str, int]:
+    async with Network.connect(settings.rpc_url, Deployment.load(settings.deployment_file)) as network:
+        await network.check_chain()
+        return await balances(network, provider)
+
+
+@miner_app.command()
+def balance(as_json: AsJson = False) -> None:
+    """The provider's ETH and AI balances, stake, reclaimable stake and withdrawable amount."""
+    settings, keys = _settings_and_keys()
+    amounts = _run(_balances(settings, keys.provider.address))
+    if as_json:
+        body = {"provider": keys.provider.address, **{key: str(value) for key, value in amounts.items()}}
+        typer.echo(json.dumps(body, indent=2))
+        return
+    table = Table(title=f"provider {keys.provider.address}")
+    table.add_column("what")
+    table.add_column("amount", justify="right")
+    for key, value in amounts.items():
+        table.add_row(key, f"{tokens(value)} {'ETH' if key == 'eth' else 'AI'}")
+    console.print(table)

@@ -17,8 +17,10 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 import structlog
@@ -208,6 +210,42 @@ return out
 """
 
 
+class Admission(Protocol):
+    async def admit(self, nonce_key: str, rate_key: str) -> int:
+        """0: admitted; -1: the nonce was used before; n > 0: throttled for n more seconds."""
+        ...
+
+
+class MemoryAdmission:
+    """Nonces and rate counts in this process, with the same outcomes as the Redis script.
+
+    A restart forgets them, which leaves a replay window of at most the timestamp window right after it.
+    """
+
+    MAX_KEYS = 200_000  # bound memory against a flood; the oldest go first (they expire first too)
+
+    def __init__(self, *, nonce_ttl_s: int, rate_limit: int, clock: Callable[[], float]) -> None:
+        self._nonce_ttl_s = nonce_ttl_s
+        self._rate_limit = rate_limit
+        self._clock = clock
+        self._nonces: OrderedDict[str, float] = OrderedDict()  # key -> expiry, in insertion (= expiry) order
+        self._counts: dict[str, int] = {}  # rate key (signer + window number) -> requests
+
+    async def admit(self, nonce_key: str, rate_key: str) -> int:
+        now = self._clock()
+        while self._nonces and (next(iter(self._nonces.values())) <= now or len(self._nonces) > self.MAX_KEYS):
+            self._nonces.popitem(last=False)
+        if len(self._counts) > self.MAX_KEYS:
+            self._counts.clear()
+        count = self._counts[rate_key] = self._counts.get(rate_key, 0) + 1
+        if count > self._rate_limit:
+            return 1
+        if nonce_key in self._nonces:
+            return -1
+        self._nonces[nonce_key] = now + self._nonce_ttl_s
+        return 0
+
+
 class _AdmissionBatcher:
     """Sends the admissions of all requests that arrive within one event-loop tick as one Redis call.
 
@@ -291,7 +329,7 @@ class RequestAuthenticator:
     def __init__(
         self,
         *,
-        redis: Redis,
+        redis: Redis | None,
         audience: str,
         chain_id: int,
         policy: AuthPolicy | None = None,
@@ -299,19 +337,25 @@ class RequestAuthenticator:
         clock: Callable[[], float] = time.time,
         key_prefix: str = "auth",
     ) -> None:
-        self.redis = redis
+        """`redis=None` keeps nonces and rate counts in this process (`MemoryAdmission`): for a lone process
+        such as a miner on a GPU host; services that may run several workers pass their Redis."""
         self.audience = audience
         self.chain_id = chain_id
         self.policy = policy or AuthPolicy()
         self.authorize = authorize
         self.clock = clock
         self.key_prefix = key_prefix
-        self._admissions = _AdmissionBatcher(
-            redis,
-            # A nonce must outlive every timestamp that could still be accepted with it.
-            nonce_ttl_s=self.policy.timestamp_window_s + self.policy.future_skew_s + 1,
-            rate_limit=self.policy.rate_limit,
-            rate_window_s=self.policy.rate_window_s,
+        # A nonce must outlive every timestamp that could still be accepted with it.
+        nonce_ttl_s = self.policy.timestamp_window_s + self.policy.future_skew_s + 1
+        self._admissions: Admission = (
+            MemoryAdmission(nonce_ttl_s=nonce_ttl_s, rate_limit=self.policy.rate_limit, clock=clock)
+            if redis is None
+            else _AdmissionBatcher(
+                redis,
+                nonce_ttl_s=nonce_ttl_s,
+                rate_limit=self.policy.rate_limit,
+                rate_window_s=self.policy.rate_window_s,
+            )
         )
 
     async def __call__(self, request: Request) -> Signer:

@@ -105,3 +105,49 @@ class TaskDetails(Wire):
     exit_code: int | None = None
     restarts: int = 0
     started_at: str | None = None
+
+
+class InviteRequest(Wire):
+    """A pool owner's invitation, sent to the miner's `POST /invite`: the on-chain `PoolInvite` fields, the compute
+    manager's EIP-712 signature over them, and where the node must send its heartbeats once it joined."""
+
+    domain_id: int = Field(ge=0, le=2**63)
+    pool_id: int = Field(ge=0, le=2**63)
+    node: str = Field(pattern=ADDRESS_PATTERN, description="the invited node's address")
+    nonce: int = Field(ge=0, lt=2**256, description="single use per pool, checked on chain")
+    expiry: int = Field(ge=0, lt=2**63, description="unix seconds; the chain accepts the invite until then")
+    signature: str = Field(pattern=r"^(0x)?[0-9a-fA-F]{130}$", description="65 bytes r||s||v, hex")
+    orchestrator_url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+
+    @field_validator("node")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("orchestrator_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class Heartbeat(Wire):
+    """Miner -> orchestrator `POST /heartbeat`, signed by the node key (audience "orchestrator")."""
+
+    address: str = Field(pattern=ADDRESS_PATTERN, description="the node's address (the signer)")
+    task_id: str | None = Field(None, max_length=64)
+    task_state: TaskState | None = None
+    task_details: TaskDetails | None = None
+    task_message: str | None = Field(None, max_length=4096, description="why a task is failed or pending")
+    version: str = Field(max_length=64, description="the miner's primenet version")
+    timestamp: float = Field(ge=0, description="the miner's clock, unix seconds")
+
+    @field_validator("address")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class HeartbeatReply(Wire):
+    """Orchestrator -> miner: what the node must run now (None: nothing; its task container is removed)."""
+
+    assignment: TaskSpec | None = None

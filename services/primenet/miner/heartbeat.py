@@ -1,0 +1,125 @@
+"""Heartbeats to the pool's orchestrator; each reply's assignment is applied to Docker through the runner.
+
+Signed by the node key (audience "orchestrator") and sent every `interval_s` while the node has an orchestrator
+endpoint (set by an accepted invite, restored from the state file after a restart). A failure of any kind is
+logged and retried with exponential backoff up to `max_backoff_s`: the loop never ends on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import httpx
+import structlog
+from eth_account.signers.local import LocalAccount
+from prometheus_client import Counter
+
+from primenet import __version__
+from primenet.core.auth import RequestSigner
+from primenet.core.models import Heartbeat, HeartbeatReply, TaskSpec
+from primenet.miner.runner import DockerRunner
+from primenet.miner.state import PersistedState, StateFile
+
+log = structlog.get_logger(__name__)
+HEARTBEATS = Counter("primenet_miner_heartbeats", "Heartbeats sent, by outcome", ["outcome"])
+
+
+class MinerMemory:
+    """The persisted state in memory; every change is written through to the 0600 state file."""
+
+    def __init__(self, file: StateFile) -> None:
+        self.file = file
+        self.state = file.load()
+
+    def update(self, **changes: object) -> PersistedState:
+        self.state = self.state.model_copy(update=changes)
+        self.file.save(self.state)
+        return self.state
+
+
+class HeartbeatLoop:
+    def __init__(
+        self,
+        *,
+        node: LocalAccount,
+        chain_id: int,
+        runner: DockerRunner,
+        memory: MinerMemory,
+        interval_s: float = 10.0,
+        timeout_s: float = 20.0,
+        max_backoff_s: float = 60.0,
+    ) -> None:
+        self.node = node
+        self.runner = runner
+        self.memory = memory
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.signer = RequestSigner(node, audience="orchestrator", chain_id=chain_id)
+        self.last_reply_at: float | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Beat now (a new endpoint, or a stop): called after an invite or when membership ends."""
+        self._wake.set()
+
+    async def resume(self) -> None:
+        """After a restart: re-attach to the saved assignment's container (found by name, not restarted), so the
+        first heartbeat already reports it."""
+        saved = self.memory.state.assignment
+        if saved is not None:
+            status = await self.runner.reconcile(saved)
+            log.info("re-attached to the saved assignment", task_id=saved.task_id, state=status.state)
+
+    async def run(self) -> None:
+        failures = 0
+        async with httpx.AsyncClient(auth=self.signer, timeout=self.timeout_s) as client:
+            while True:
+                url = self.memory.state.orchestrator_url
+                delay = self.interval_s
+                if url is not None:
+                    try:
+                        await self.beat(client, url)
+                        failures = 0
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # never end the loop: report, back off, try again
+                        failures += 1
+                        delay = min(self.interval_s * 2**failures, self.max_backoff_s)
+                        HEARTBEATS.labels("failed").inc()
+                        log.warning("heartbeat failed", url=url, error=str(exc), retry_in_s=delay)
+                # Without an endpoint, sleep until an invite wakes the loop.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay if url is not None else None)
+                self._wake.clear()
+
+    async def beat(self, client: httpx.AsyncClient, url: str) -> HeartbeatReply:
+        status = await self.runner.status()
+        body = Heartbeat(
+            address=self.node.address,
+            task_id=status.task_id,
+            task_state=status.state,
+            task_details=status.details,
+            task_message=status.message[:4096] if status.message else None,
+            version=__version__,
+            timestamp=time.time(),
+        )
+        response = await client.post(f"{url}/heartbeat", content=body.model_dump_json(), headers=_JSON)
+        if response.status_code >= 400:
+            raise RuntimeError(f"orchestrator answered {response.status_code}: {response.text[:300]}")
+        reply = HeartbeatReply.model_validate_json(response.content)
+        HEARTBEATS.labels("ok").inc()
+        self.last_reply_at = time.time()
+        await self.apply(reply.assignment)
+        return reply
+
+    async def apply(self, assignment: TaskSpec | None) -> None:
+        if assignment != self.memory.state.assignment:
+            log.info("assignment changed", task_id=assignment.task_id if assignment else None)
+            self.memory.update(assignment=assignment)
+        await self.runner.reconcile(assignment)
+
+
+_JSON = {"content-type": "application/json"}

@@ -1,0 +1,63 @@
+"""What a miner remembers across restarts: its pool membership, orchestrator endpoint and current assignment.
+
+One JSON file, mode 0600, replaced atomically (write a temporary file, fsync, rename), so a crash at any moment
+leaves either the old or the new state, never half of one. With it a restarted miner resumes heartbeats at once
+and re-attaches to its running task container (found by name) instead of restarting it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import structlog
+from pydantic import BaseModel, Field, ValidationError
+
+from primenet.core.models import TaskSpec
+
+log = structlog.get_logger(__name__)
+
+
+class PersistedState(BaseModel):
+    node: str | None = Field(None, description="the node this state belongs to; another node's state is ignored")
+    pool_id: int | None = Field(None, description="the pool the node joined (None: in none)")
+    orchestrator_url: str | None = Field(None, description="where heartbeats go (None: not heartbeating)")
+    assignment: TaskSpec | None = Field(None, description="the last assignment received")
+
+
+class StateFile:
+    def __init__(self, path: Path, node: str) -> None:
+        self.path = path
+        self.node = node.lower()
+
+    def load(self) -> PersistedState:
+        """The saved state; an absent, unreadable or foreign file is an empty state (logged), never a crash."""
+        try:
+            state = PersistedState.model_validate_json(self.path.read_text())
+        except FileNotFoundError:
+            return PersistedState(node=self.node)
+        except (OSError, ValidationError) as exc:
+            log.warning("miner state unreadable; starting without it", path=str(self.path), error=str(exc))
+            return PersistedState(node=self.node)
+        if state.node != self.node:
+            log.warning("miner state belongs to another node; ignored", path=str(self.path), node=state.node)
+            return PersistedState(node=self.node)
+        return state
+
+    def save(self, state: PersistedState) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = state.model_copy(update={"node": self.node}).model_dump_json(indent=2).encode()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a file left over from a crash
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
