@@ -11,6 +11,7 @@ from primenet.cli.chain import chain_app
 from primenet.cli.devnet import devnet_app
 from primenet.cli.miner import miner_app
 from primenet.cli.services import register as register_services
+from primenet.cli.validator import validator_app
 
 app = typer.Typer(
     name="primenet",
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(chain_app, name="chain")
 app.add_typer(miner_app, name="miner")
+app.add_typer(validator_app, name="validator")
 register_services(app)
 
 

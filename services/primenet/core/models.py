@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -151,3 +152,19 @@ class HeartbeatReply(Wire):
     """Orchestrator -> miner: what the node must run now (None: nothing; its task container is removed)."""
 
     assignment: TaskSpec | None = None
+
+
+class FeedEvent(BaseModel):
+    """One change in discovery's feed. Readers ignore fields added later (no `extra="forbid"` here)."""
+
+    cursor: str
+    type: str = Field(description="registered, updated or flags_changed")
+    node: str
+    pool_id: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeedPage(BaseModel):
+    events: list[FeedEvent]
+    cursor: str = Field(description="pass it back as `since` to get what comes next")
+    reset: bool = Field(False, description="the cursor was older than the oldest kept event: list again")

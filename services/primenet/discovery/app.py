@@ -13,7 +13,6 @@ Routes (JSON; OpenAPI at /docs):
 # as values, not as strings to resolve in module globals.
 import asyncio
 import contextlib
-import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,15 +27,16 @@ from prometheus_client import Counter, Gauge
 from primenet.chain.batch import BatchReader
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
+from primenet.core.admin import bearer, require_admin
 from primenet.core.app import service_app
 from primenet.core.auth import RequestAuthenticator, Signer
 from primenet.core.errors import ApiError, error_response
-from primenet.core.models import ADDRESS_PATTERN, NodeRecord
+from primenet.core.models import ADDRESS_PATTERN, FeedPage, NodeRecord
 from primenet.core.redisdb import connect
 from primenet.core.requirements import RequirementsError, parse
 from primenet.discovery.chainview import ChainView
 from primenet.discovery.settings import DiscoverySettings
-from primenet.discovery.store import ConflictError, DiscoveryStore, FeedPage
+from primenet.discovery.store import ConflictError, DiscoveryStore
 from primenet.discovery.sync import ChainSync
 
 REGISTRATIONS = Counter("primenet_discovery_registrations", "Node uploads accepted, by result", ["result"])
@@ -116,14 +116,10 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
     validators = RequestAuthenticator(**common, authorize=view.is_validator, key_prefix="auth-v")  # type: ignore[arg-type]
 
     def is_admin(request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = bearer(request)
+        if token is None:
             return False
-        if settings.admin_token is None:
-            raise refuse(401, "admin_disabled", "this discovery has no admin token configured")
-        if not hmac.compare_digest(token.encode(), settings.admin_token.get_secret_value().encode()):
-            raise refuse(401, "admin_token_invalid", "the bearer token is not the admin token")
+        require_admin(token, settings.admin_token)
         return True
 
     async def signer_or_admin(request: Request) -> Signer | None:

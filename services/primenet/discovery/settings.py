@@ -6,9 +6,8 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
+from primenet.core.admin import refuse_weak_token
 from primenet.core.settings import ServiceSettings
-
-WEAK_TOKENS = {"admin", "changeme", "secret", "password", "prime", "token"}
 
 
 class DiscoverySettings(ServiceSettings):
@@ -23,11 +22,4 @@ class DiscoverySettings(ServiceSettings):
     feed_max_len: int = Field(100_000, ge=100, description="change-feed events kept (older cursors must resync)")
     key_prefix: str = Field("disc", pattern=r"^[a-z0-9_]{1,32}$")
 
-    @field_validator("admin_token")
-    @classmethod
-    def _refuse_weak_token(cls, token: SecretStr | None) -> SecretStr | None:
-        if token is not None:
-            value = token.get_secret_value()
-            if len(value) < 16 or value.lower() in WEAK_TOKENS:
-                raise ValueError("admin_token must be at least 16 characters and not a well-known default")
-        return token
+    _refuse_weak_token = field_validator("admin_token")(refuse_weak_token)

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
-from primenet.core.models import NodeRecord
+from primenet.core.models import FeedEvent, FeedPage, NodeRecord
 
 FLAGS = ("validated", "active", "whitelisted", "blacklisted")
 
@@ -49,20 +49,6 @@ class StoredNode(BaseModel):
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
-
-
-class FeedEvent(BaseModel):
-    cursor: str
-    type: str
-    node: str
-    pool_id: int | None
-    data: dict[str, Any]
-
-
-class FeedPage(BaseModel):
-    events: list[FeedEvent]
-    cursor: str
-    reset: bool = False  # the given cursor was older than the oldest kept event: do a full listing
 
 
 def _public_json(row: Mapping[str, str]) -> str:

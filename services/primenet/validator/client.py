@@ -1,0 +1,281 @@
+"""Run one proof-of-compute challenge against one miner over its HTTP API and judge the answer.
+
+Two signed rounds (`POST /challenge/commit`, then `POST /challenge/open`), timed on the validator's clock: the
+commitment's arrival time is taken the moment its response is read, and the reveal (which discloses r and the
+rows to open) is sent only after that. The answer is judged by `primenet.validator.challenge.verify`.
+
+Three outcomes, kept apart because they lead to different actions:
+  accepted   the verdict is ok
+  rejected   the verdict names a cheating or failing node (its `Reason`); a timeout is `late_answer`, and a body
+             that is not the expected message is `malformed`: both are the miner's doing
+  failed     the challenge could not run: `unreachable` (no connection), `refused` (the miner answered with an
+             HTTP error, e.g. our signature was not accepted or it was busy); the loop adds its own
+             (`RunFailure`). Nothing is known about the node; it is retried without counting a rejection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+import structlog
+from eth_account.signers.local import LocalAccount
+from pydantic import BaseModel, Field, ValidationError
+
+from primenet.core.auth import RequestSigner
+from primenet.core.challenge import Commitment, Matrix, MatrixDtype, Opening, derive_matrices
+from primenet.core.models import ComputeSpecs, NodeRecord
+from primenet.validator.challenge import (
+    DEFAULT_TABLE,
+    ChallengeLedger,
+    IssuedChallenge,
+    Reason,
+    ThroughputTable,
+    Verdict,
+    new_challenge,
+    reveal,
+    verify,
+)
+
+log = structlog.get_logger(__name__)
+
+COMMIT_PATH = "/challenge/commit"
+OPEN_PATH = "/challenge/open"
+CPU_MODEL = "cpu"
+_MARGIN_S = 1.0  # read timeouts run this much past a deadline, so a late answer is judged rather than guessed
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class Outcome(enum.StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class RunFailure(enum.StrEnum):
+    """Why a challenge could not run (not a judgement of the node)."""
+
+    UNREACHABLE = "unreachable"  # no connection, or it broke
+    REFUSED = "refused"  # the miner answered with an HTTP error
+    STAKE_BELOW_MINIMUM = "stake_below_minimum"  # the loop does not challenge nodes validateNode would refuse
+    CHAIN_ERROR = "chain_error"  # reading the chain or sending validateNode failed
+
+
+class ChallengeResult(BaseModel):
+    node: str
+    url: str
+    claimed_gpu: str
+    outcome: Outcome
+    reason: str = Field(description="a verdict `Reason` (accepted/rejected) or a `RunFailure` (failed)")
+    detail: str
+    figures: dict[str, float] = Field(default_factory=dict)
+    backend: str | None = Field(None, description="what the miner says computed C")
+    at: float = Field(description="when the challenge was issued, unix seconds")
+
+    @property
+    def exit_code(self) -> int:
+        return {Outcome.ACCEPTED: 0, Outcome.REJECTED: 1, Outcome.FAILED: 2}[self.outcome]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A miner to challenge: where its API is, which node it is, what GPU it claims."""
+
+    node: str
+    url: str
+    claimed_gpu: str
+
+    @classmethod
+    def of(cls, record: NodeRecord) -> Target:
+        return cls(node=record.node, url=miner_url(record.ip, record.port), claimed_gpu=claimed_gpu(record.specs))
+
+
+def claimed_gpu(specs: ComputeSpecs) -> str:
+    """The model the node is timed against: its first GPU's name as NVML reports it, "cpu" without a GPU.
+
+    The name is matched against the throughput table by words (`ThroughputTable.lookup`): "NVIDIA H100 80GB HBM3"
+    hits the "h100 hbm3" entry; "cpu" hits the "cpu" entry. The miner multiplies on its first visible device, so
+    a node with several GPUs is timed as one of them.
+    """
+    return specs.gpus[0].model if specs.gpus else CPU_MODEL
+
+
+def miner_url(ip: str, port: int) -> str:
+    try:
+        host = f"[{ip}]" if ipaddress.ip_address(ip).version == 6 else ip
+    except ValueError:  # a host name
+        host = ip
+    return f"http://{host}:{port}"
+
+
+class _Stop(Exception):  # noqa: N818 - control flow inside `ChallengeClient.run`, never escapes it
+    def __init__(self, outcome: Outcome, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome, self.reason, self.detail = outcome, reason, detail
+
+
+class ChallengeClient:
+    """Challenges miners on behalf of one validator key. One instance serves many concurrent challenges."""
+
+    def __init__(
+        self,
+        account: LocalAccount,
+        *,
+        chain_id: int,
+        n: int,
+        dtype: MatrixDtype = MatrixDtype.FLOAT32,
+        deadline_s: float = 60.0,
+        reveal_deadline_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        audience: str | None = None,
+        table: ThroughputTable = DEFAULT_TABLE,
+        ledger: ChallengeLedger | None = None,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`audience`: what signed requests are addressed to; None: each miner's node address."""
+        self.account = account
+        self.chain_id = chain_id
+        self.n, self.dtype = n, dtype
+        self.deadline_s, self.reveal_deadline_s = deadline_s, reveal_deadline_s
+        self.connect_timeout_s = connect_timeout_s
+        self.audience = audience
+        self.table = table
+        self.ledger = ledger
+        self.clock = clock
+        self.transport = transport
+
+    def issue(self) -> IssuedChallenge:
+        return new_challenge(
+            self.n, self.dtype, self.deadline_s, now=self.clock(), reveal_deadline_s=self.reveal_deadline_s
+        )
+
+    async def run(self, target: Target) -> ChallengeResult:
+        issued = self.issue()
+        challenge = issued.challenge
+        figures: dict[str, float] = {"n": challenge.n}
+        backend: str | None = None
+        signer = RequestSigner(self.account, audience=self.audience or target.node.lower(), chain_id=self.chain_id)
+        timeout = httpx.Timeout(self.deadline_s + _MARGIN_S, connect=self.connect_timeout_s)
+        # A and B are derived here while the miner computes, so verify does not wait for them.
+        matrices = asyncio.create_task(asyncio.to_thread(derive_matrices, challenge.seed, challenge.n, challenge.dtype))
+        try:
+            async with httpx.AsyncClient(
+                base_url=target.url, auth=signer, timeout=timeout, transport=self.transport
+            ) as http:
+                commitment = await self._post(http, COMMIT_PATH, challenge.model_dump(mode="json"), Commitment)
+                committed_at = self.clock()
+                backend = commitment.backend
+                # Round 2's deadline counts from the commitment's arrival, so its timeout does too.
+                round2 = httpx.Timeout(self.reveal_deadline_s + _MARGIN_S, connect=self.connect_timeout_s)
+                opening = await self._post(
+                    http, OPEN_PATH, reveal(issued).model_dump(mode="json"), Opening, limits=round2
+                )
+                opened_at = self.clock()
+            verdict = await asyncio.to_thread(
+                self._judge, issued, commitment, opening, target, committed_at, opened_at, await matrices
+            )
+        except _Stop as stop:
+            figures["elapsed_s"] = self.clock() - challenge.issued_at
+            return self._result(target, challenge.issued_at, stop.outcome, stop.reason, stop.detail, figures, backend)
+        finally:
+            if not matrices.done():
+                matrices.cancel()
+        outcome = Outcome.ACCEPTED if verdict.ok else Outcome.REJECTED
+        return self._result(
+            target, challenge.issued_at, outcome, verdict.reason.value, verdict.detail, verdict.figures, backend
+        )
+
+    def _judge(
+        self,
+        issued: IssuedChallenge,
+        commitment: Commitment,
+        opening: Opening,
+        target: Target,
+        committed_at: float,
+        opened_at: float,
+        matrices: tuple[Matrix, Matrix],
+    ) -> Verdict:
+        return verify(
+            issued,
+            commitment,
+            opening,
+            target.claimed_gpu,
+            committed_at=committed_at,
+            now=opened_at,
+            ledger=self.ledger,
+            table=self.table,
+            matrices=matrices,
+        )
+
+    async def _post(
+        self,
+        http: httpx.AsyncClient,
+        path: str,
+        body: object,
+        model: type[ModelT],
+        limits: httpx.Timeout | None = None,
+    ) -> ModelT:
+        try:
+            if limits is None:
+                response = await http.post(path, json=body)
+            else:
+                response = await http.post(path, json=body, timeout=limits)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise _Stop(Outcome.FAILED, RunFailure.UNREACHABLE, f"{path}: cannot connect: {_describe(exc)}") from None
+        except httpx.TimeoutException:
+            raise _Stop(Outcome.REJECTED, Reason.LATE_ANSWER, f"{path}: no answer before the deadline") from None
+        except httpx.HTTPError as exc:
+            raise _Stop(Outcome.FAILED, RunFailure.UNREACHABLE, f"{path}: {_describe(exc)}") from None
+        if response.status_code >= 400:
+            raise _Stop(Outcome.FAILED, RunFailure.REFUSED, f"{path}: HTTP {response.status_code}: {_error(response)}")
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise _Stop(
+                Outcome.REJECTED, Reason.MALFORMED, f"{path}: not a {model.__name__}: {where}: {first['msg']}"
+            ) from None
+
+    @staticmethod
+    def _result(
+        target: Target,
+        at: float,
+        outcome: Outcome,
+        reason: str,
+        detail: str,
+        figures: dict[str, float],
+        backend: str | None,
+    ) -> ChallengeResult:
+        return ChallengeResult(
+            node=target.node.lower(),
+            url=target.url,
+            claimed_gpu=target.claimed_gpu,
+            outcome=outcome,
+            reason=str(reason),
+            detail=detail,
+            figures=figures,
+            backend=backend,
+            at=at,
+        )
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _error(response: httpx.Response) -> str:
+    """The miner's `{"error": {"code", "message"}}`, else the start of the body."""
+    try:
+        error = response.json()["error"]
+        return f"{error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or response.reason_phrase

@@ -1,0 +1,100 @@
+"""Discovery as the validator reads it: the listing of nodes still to validate, and the change feed.
+
+Both are signed GETs by the validator key (discovery checks VALIDATOR_ROLE on chain). The replies are parsed
+leniently (unknown fields ignored), so discovery can add fields without breaking validators in the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from eth_account.signers.local import LocalAccount
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from primenet.core.auth import RequestSigner
+from primenet.core.models import FeedPage, NodeRecord
+
+
+class DiscoveryError(RuntimeError):
+    """Discovery could not be read (unreachable, an HTTP error, or a reply of the wrong shape)."""
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ListedNode(_Lenient):
+    """A node as discovery lists it: its record plus what the chain said at discovery's last sync."""
+
+    record: NodeRecord
+    is_validated: bool
+
+    @classmethod
+    def parse(cls, item: dict[str, Any]) -> ListedNode:
+        fields = {key: item[key] for key in NodeRecord.model_fields if key in item}
+        return cls(record=NodeRecord.model_validate(fields), is_validated=bool(item.get("is_validated", False)))
+
+
+class DiscoveryReader:
+    def __init__(
+        self,
+        url: str,
+        account: LocalAccount,
+        *,
+        chain_id: int,
+        audience: str = "discovery",
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.http = httpx.AsyncClient(
+            base_url=url.rstrip("/"),
+            auth=RequestSigner(account, audience=audience, chain_id=chain_id),
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> DiscoveryReader:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def listing(self, *, validated: bool | None = None) -> tuple[list[ListedNode], str]:
+        """Nodes (only unvalidated ones with `validated=False`) and the feed cursor to follow from."""
+        params = {} if validated is None else {"validated": str(validated).lower()}
+        body = await self._get("/api/validator", params, self.timeout_s)
+        try:
+            nodes = [ListedNode.parse(item) for item in body["nodes"]]
+            return nodes, str(body["cursor"])
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise DiscoveryError(f"unexpected listing from discovery: {exc}") from None
+
+    async def node(self, address: str) -> ListedNode | None:
+        """One node's listing entry (the validator listing is the record a validator may read)."""
+        nodes, _ = await self.listing()
+        return next((n for n in nodes if n.record.node == address.lower()), None)
+
+    async def events(self, since: str, wait_s: float) -> FeedPage:
+        """Changes after `since`; discovery holds the request up to `wait_s` until there is one."""
+        body = await self._get("/api/events", {"since": since, "timeout": f"{wait_s:g}"}, wait_s + self.timeout_s)
+        try:
+            return FeedPage.model_validate(body)
+        except ValidationError as exc:
+            raise DiscoveryError(f"unexpected feed page from discovery: {exc}") from None
+
+    async def _get(self, path: str, params: dict[str, str], timeout_s: float) -> Any:
+        try:
+            response = await self.http.get(path, params=params, timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise DiscoveryError(f"discovery unreachable: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise DiscoveryError(f"GET {path}: HTTP {response.status_code}: {response.text[:300]}")
+        try:
+            return response.json()
+        except ValueError:
+            raise DiscoveryError(f"GET {path}: the reply is not JSON") from None

@@ -1,0 +1,77 @@
+"""What the loop does after a challenge: validate, retry later, or give up. Pure functions, no I/O.
+
+Rejections (a verdict against the node) and failures (the challenge could not run: miner unreachable, refused,
+provider stake too low) are counted apart. Both back off exponentially, but only `max_attempts` rejections in a
+row lead to the operator's failure action: an offline miner is retried (at most every `max_s`), never punished.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from primenet.validator.client import Outcome
+from primenet.validator.settings import FailureAction
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    base_s: float = 30.0
+    max_s: float = 3600.0
+    action: FailureAction = FailureAction.LEAVE
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """The loop's memory of one node (kept in Redis so a restart keeps counts and waits)."""
+
+    rejections: int = 0  # in a row
+    failures: int = 0  # in a row
+    next_at: float = 0.0  # not before (unix seconds)
+    given_up: bool = False
+    last_outcome: str = ""
+    last_reason: str = ""
+    last_at: float = 0.0
+
+    @property
+    def streak(self) -> int:
+        return self.rejections + self.failures
+
+
+class Step(enum.StrEnum):
+    VALIDATE = "validate"
+    RETRY = "retry"
+    GIVE_UP = "give_up"
+
+
+@dataclass(frozen=True)
+class Decision:
+    step: Step
+    state: NodeState
+    action: FailureAction | None = None  # for GIVE_UP: what to do on chain
+
+
+def backoff_s(streak: int, policy: RetryPolicy) -> float:
+    """Wait after the `streak`-th unsuccessful attempt in a row: base, 2 base, 4 base, ... capped at max_s."""
+    if streak < 1:
+        return 0.0
+    return min(policy.max_s, policy.base_s * 2.0 ** min(streak - 1, 62))
+
+
+def decide(state: NodeState, outcome: Outcome, reason: str, now: float, policy: RetryPolicy) -> Decision:
+    seen = replace(state, last_outcome=outcome.value, last_reason=reason, last_at=now)
+    if outcome is Outcome.ACCEPTED:
+        return Decision(Step.VALIDATE, replace(seen, rejections=0, failures=0, next_at=0.0))
+    if outcome is Outcome.REJECTED:
+        seen = replace(seen, rejections=seen.rejections + 1, failures=0)
+        if seen.rejections >= policy.max_attempts:
+            return Decision(Step.GIVE_UP, replace(seen, given_up=True, next_at=0.0), policy.action)
+    else:
+        seen = replace(seen, failures=seen.failures + 1)
+    return Decision(Step.RETRY, replace(seen, next_at=now + backoff_s(seen.streak, policy)))
+
+
+def failed_again(state: NodeState, reason: str, now: float, policy: RetryPolicy) -> NodeState:
+    """A step after an accepted challenge failed (e.g. validateNode reverted): retry like a failed run."""
+    return decide(state, Outcome.FAILED, reason, now, policy).state

@@ -1,0 +1,74 @@
+"""The validator's settings: `PRIMENET_*` environment variables or a `.env` file.
+
+The validator key is not a settings field: it comes from `PRIMENET_VALIDATOR_KEY` or from the 0600 file named by
+`PRIMENET_VALIDATOR_KEY_FILE` (`load_validator_account`), so a settings dump never shows it.
+
+Challenge size. The defaults (n = 256, float32) are sized for the devnet, whose miners run on CPUs: numpy answers
+in milliseconds and the validator checks in less. They prove only that the node computes a correct product, not
+that it has a GPU; on a real network raise `PRIMENET_CHALLENGE_N` (4096 or more) so that the time the claimed
+GPU model is allowed separates it from slower hardware (see `primenet.validator.challenge`).
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+from pydantic import Field, SecretStr, field_validator
+
+from primenet.core.admin import refuse_weak_token
+from primenet.core.challenge import MAX_N, MatrixDtype
+from primenet.core.keys import account_from_key, load_key
+from primenet.core.settings import ServiceSettings
+
+VALIDATOR_KEY_ENV = "PRIMENET_VALIDATOR_KEY"
+
+
+class FailureAction(enum.StrEnum):
+    """What happens to a node after `max_attempts` rejected challenges in a row."""
+
+    LEAVE = "leave"  # stop challenging it; it stays unvalidated (can never join a pool)
+    INVALIDATE = "invalidate"  # also call invalidateNode on chain (withdraws a validation it may hold)
+
+
+class ValidatorSettings(ServiceSettings):
+    port: int = Field(8093, ge=1, le=65535, description="the validator's own HTTP API (health, metrics)")
+    deployment_file: Path = Field(Path(".devnet/deployment.json"), description="contract addresses (chain deploy)")
+    validator_key_file: Path | None = Field(None, description="0600 file with the validator key (else the env var)")
+    discovery_url: str = Field("http://127.0.0.1:8089", description="discovery service base URL")
+    discovery_audience: str = Field("discovery", description="audience of signed requests to discovery")
+    miner_audience: str | None = Field(
+        None, description="audience of signed requests to miners; unset: each miner's own node address"
+    )
+    admin_token: SecretStr | None = Field(None, description="bearer token for GET /rejections; unset disables it")
+
+    challenge_n: int = Field(256, ge=1, le=MAX_N, description="matrix size of a challenge")
+    challenge_dtype: MatrixDtype = Field(MatrixDtype.FLOAT32, description="float64, float32, float16, bfloat16")
+    challenge_deadline_s: float = Field(60.0, gt=0, le=3600, description="the commitment must arrive this soon")
+    reveal_deadline_s: float = Field(30.0, gt=0, le=3600, description="the opening must arrive this soon after")
+    connect_timeout_s: float = Field(5.0, gt=0, description="connecting to a miner; beyond it: unreachable")
+    throughput_file: Path | None = Field(None, description="JSON/TOML overriding the GPU throughput table")
+
+    concurrency: int = Field(4, ge=1, le=1024, description="challenges in flight at once")
+    max_attempts: int = Field(3, ge=1, description="rejections in a row before the failure action")
+    failure_action: FailureAction = FailureAction.LEAVE
+    retry_base_s: float = Field(30.0, gt=0, description="wait after the first failure; doubles with each one")
+    retry_max_s: float = Field(3600.0, gt=0, description="longest wait between attempts")
+    feed_timeout_s: float = Field(25.0, ge=0, le=30, description="long-poll wait on discovery's change feed")
+    resync_interval_s: float = Field(300.0, gt=0, description="full re-listing of unvalidated nodes this often")
+    tick_s: float = Field(1.0, gt=0, description="how often due retries are looked for")
+    rejections_kept: int = Field(500, ge=1, description="recent rejections kept for GET /rejections")
+    key_prefix: str = Field("val", pattern=r"^[a-z0-9_]{1,32}$", description="Redis key prefix")
+
+    _refuse_weak_token = field_validator("admin_token")(refuse_weak_token)
+
+    @field_validator("discovery_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+def load_validator_account(settings: ValidatorSettings) -> LocalAccount:
+    """The VALIDATOR_ROLE key from the environment or its 0600 file; `PrivateKeyError` names no key material."""
+    return account_from_key(load_key(VALIDATOR_KEY_ENV, settings.validator_key_file))
