@@ -22,7 +22,6 @@ from primenet.cli.output import console, fail, progress
 from primenet.core.challenge import MatrixDtype
 from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging
-from primenet.validator.challenge import DEFAULT_TABLE, load_throughput_table
 from primenet.validator.client import CPU_MODEL, ChallengeClient, ChallengeResult, Outcome, Target
 from primenet.validator.feed import DiscoveryError, DiscoveryReader
 from primenet.validator.settings import ValidatorSettings, load_validator_account
@@ -111,17 +110,7 @@ async def _challenge_one(
         target = Target(node=node, url=url.rstrip("/"), claimed_gpu=CPU_MODEL)
     if gpu is not None:
         target = Target(node=target.node, url=target.url, claimed_gpu=gpu)
-    client = ChallengeClient(
-        account,
-        chain_id=chain_id,
-        n=settings.challenge_n,
-        dtype=settings.challenge_dtype,
-        deadline_s=settings.challenge_deadline_s,
-        reveal_deadline_s=settings.reveal_deadline_s,
-        connect_timeout_s=settings.connect_timeout_s,
-        audience=settings.miner_audience,
-        table=load_throughput_table(settings.throughput_file) if settings.throughput_file else DEFAULT_TABLE,
-    )
+    client = ChallengeClient.from_settings(account, settings, chain_id=chain_id)
     progress(f"challenging {target.url} (n = {settings.challenge_n}, {settings.challenge_dtype}, {target.claimed_gpu})")
     return await client.run(target)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
@@ -21,3 +24,17 @@ def service_app(*, title: str, max_body_bytes: int, lifespan: Lifespan | None = 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.mount("/metrics", make_asgi_app())
     return app
+
+
+@asynccontextmanager
+async def background(**loops: Coroutine[Any, Any, None]) -> AsyncIterator[dict[str, asyncio.Task[None]]]:
+    """Run a service's loops (name=coroutine) for the life of the block; cancel and await them on the way out."""
+    tasks = {name: asyncio.create_task(loop, name=name) for name, loop in loops.items()}
+    try:
+        yield tasks
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        for task in tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -12,7 +12,6 @@ Routes (JSON; OpenAPI at /docs):
 # No `from __future__ import annotations`: the routes' dependencies are local objects that FastAPI must see
 # as values, not as strings to resolve in module globals.
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +27,7 @@ from primenet.chain.batch import BatchReader
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.core.admin import bearer, require_admin
-from primenet.core.app import service_app
+from primenet.core.app import background, service_app
 from primenet.core.auth import RequestAuthenticator, Signer
 from primenet.core.errors import ApiError, error_response
 from primenet.core.models import ADDRESS_PATTERN, FeedPage, NodeRecord
@@ -86,13 +85,10 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(sync.run(), name="discovery-chain-sync")
         try:
-            yield
+            async with background(discovery_chain_sync=sync.run()):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await network.aclose()
             await reader.aclose()
             await redis.aclose()

@@ -7,7 +7,6 @@ then serves `create_app` with uvicorn. Tests do the same in-process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from fastapi import FastAPI
 
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
-from primenet.core.app import service_app
+from primenet.core.app import background, service_app
 from primenet.core.models import ComputeSpecs
 from primenet.miner.api import add_routes
 from primenet.miner.challenge import select_backend
@@ -159,10 +158,6 @@ def create_app(settings: MinerSettings, keys: MinerKeys, specs: ComputeSpecs) ->
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await heartbeat.resume()
-        tasks = [
-            asyncio.create_task(heartbeat.run(), name="miner-heartbeat"),
-            asyncio.create_task(miner.maintain(), name="miner-maintenance"),
-        ]
         log.info(
             "miner API up",
             node=miner.node,
@@ -171,13 +166,9 @@ def create_app(settings: MinerSettings, keys: MinerKeys, specs: ComputeSpecs) ->
             audience=miner.node,
         )
         try:
-            yield
+            async with background(miner_heartbeat=heartbeat.run(), miner_maintenance=miner.maintain()):
+                yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await runner.close()  # containers keep running: a restarted miner re-attaches to them
             await network.aclose()
 

@@ -8,7 +8,6 @@ Routes:
 
 # No `from __future__ import annotations`: FastAPI must see the dependency objects as values.
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -21,9 +20,8 @@ from fastapi.responses import JSONResponse
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.core.admin import bearer, require_admin
-from primenet.core.app import service_app
+from primenet.core.app import background, service_app
 from primenet.core.redisdb import connect
-from primenet.validator.challenge import DEFAULT_TABLE, load_throughput_table
 from primenet.validator.client import ChallengeClient
 from primenet.validator.feed import DiscoveryReader
 from primenet.validator.loop import ValidatorLoop
@@ -35,7 +33,6 @@ from primenet.validator.store import RedisLedger, ValidatorStore
 def create_app(settings: ValidatorSettings, account: LocalAccount) -> FastAPI:
     """`account` holds VALIDATOR_ROLE; it signs requests to discovery and miners, and the validations."""
     deployment = Deployment.load(settings.deployment_file)
-    table = load_throughput_table(settings.throughput_file) if settings.throughput_file else DEFAULT_TABLE
     client_redis = connect(settings.redis_url)
     ledger_redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5.0)  # used from verify's worker thread
     network = Network.connect(settings.rpc_url, deployment)
@@ -43,18 +40,8 @@ def create_app(settings: ValidatorSettings, account: LocalAccount) -> FastAPI:
         settings.discovery_url, account, chain_id=deployment.chain_id, audience=settings.discovery_audience
     )
     store = ValidatorStore(client_redis, prefix=settings.key_prefix, rejections_kept=settings.rejections_kept)
-    client = ChallengeClient(
-        account,
-        chain_id=deployment.chain_id,
-        n=settings.challenge_n,
-        dtype=settings.challenge_dtype,
-        deadline_s=settings.challenge_deadline_s,
-        reveal_deadline_s=settings.reveal_deadline_s,
-        connect_timeout_s=settings.connect_timeout_s,
-        audience=settings.miner_audience,
-        table=table,
-        ledger=RedisLedger(ledger_redis, prefix=settings.key_prefix),
-    )
+    ledger = RedisLedger(ledger_redis, prefix=settings.key_prefix)
+    client = ChallengeClient.from_settings(account, settings, chain_id=deployment.chain_id, ledger=ledger)
     loop = ValidatorLoop(
         network=network,
         transactor=network.transactor(account),
@@ -75,14 +62,11 @@ def create_app(settings: ValidatorSettings, account: LocalAccount) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(loop.run(), name="validator-loop")
-        app.state.loop_task = task
         try:
-            yield
+            async with background(validator_loop=loop.run()) as tasks:
+                app.state.loop_task = tasks["validator_loop"]
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await discovery.aclose()
             await network.aclose()
             await client_redis.aclose()

@@ -38,10 +38,12 @@ from primenet.validator.challenge import (
     Reason,
     ThroughputTable,
     Verdict,
+    load_throughput_table,
     new_challenge,
     reveal,
     verify,
 )
+from primenet.validator.settings import ValidatorSettings
 
 log = structlog.get_logger(__name__)
 
@@ -123,6 +125,25 @@ class _Stop(Exception):  # noqa: N818 - control flow inside `ChallengeClient.run
 
 class ChallengeClient:
     """Challenges miners on behalf of one validator key. One instance serves many concurrent challenges."""
+
+    @classmethod
+    def from_settings(
+        cls, account: LocalAccount, settings: ValidatorSettings, *, chain_id: int, ledger: ChallengeLedger | None = None
+    ) -> ChallengeClient:
+        """The client the validator's settings describe (challenge size, deadlines, audience, throughput table)."""
+        table = load_throughput_table(settings.throughput_file) if settings.throughput_file else DEFAULT_TABLE
+        return cls(
+            account,
+            chain_id=chain_id,
+            n=settings.challenge_n,
+            dtype=settings.challenge_dtype,
+            deadline_s=settings.challenge_deadline_s,
+            reveal_deadline_s=settings.reveal_deadline_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            audience=settings.miner_audience,
+            table=table,
+            ledger=ledger,
+        )
 
     def __init__(
         self,
