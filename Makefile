@@ -13,9 +13,10 @@ help:  ## List the targets
 setup:  ## Install what is missing (apt packages, dockerd, .venv, npm tools); quick when ready
 	@bash scripts/bootstrap.sh
 
-demo: setup  ## Run the network locally and show what runs where
+demo: setup  ## The whole network on this machine (chain, Redis, services, a miner) and a task running on it
+	@bash scripts/build-task-image.sh
 	@$(PRIMENET) devnet up
-	@$(PRIMENET) devnet status
+	@$(PRIMENET) devnet demo
 
 down:  ## Stop what `make demo` started
 	@if [ -x $(PRIMENET) ]; then $(PRIMENET) devnet down; fi

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetState]:
     """Started by the same code as `primenet devnet up`, stopped at the end of the session."""
     settings = DevnetSettings(
-        state_dir=tmp_path_factory.mktemp("devnet"), anvil_port=free_port(), redis_port=free_port()
+        state_dir=tmp_path_factory.mktemp("devnet"), anvil_port=free_port(), redis_port=free_port(), services=False
     )
     network = Devnet(settings)
     state, _ = network.up()

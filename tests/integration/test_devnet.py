@@ -30,6 +30,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "PRIMENET_DEVNET_STATE_DIR": str(tmp_path / "state"),
         "PRIMENET_DEVNET_ANVIL_PORT": str(free_port()),
         "PRIMENET_DEVNET_REDIS_PORT": str(free_port()),
+        "PRIMENET_DEVNET_SERVICES": "false",  # chain and Redis only; tests/e2e runs the whole network
     }
     yield values
     subprocess.run([PRIMENET, "devnet", "down"], env=values, capture_output=True, check=False)

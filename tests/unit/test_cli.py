@@ -22,8 +22,9 @@ def test_version() -> None:
     ("args", "expected"),
     [
         ([], "devnet"),
-        (["devnet"], "Run a local devnet"),
-        (["devnet", "up"], "wait until both answer"),
+        (["devnet"], "Run a local network"),
+        (["devnet", "demo"], "Run a task on the devnet"),
+        (["devnet", "up"], "wait until everything answers"),
         (["devnet", "down"], "Stop exactly the processes"),
         (["devnet", "status"], "Show what runs where"),
     ],

@@ -1,18 +1,24 @@
-"""`primenet devnet up|down|status`: the local chain and Redis behind `make demo` and the tests."""
+"""`primenet devnet up|down|status|demo`: the local network behind `make demo` and the tests."""
 
 from __future__ import annotations
 
+import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.table import Table
 
 from primenet.cli.output import console, fail, progress
 from primenet.devnet.local import Devnet, DevnetError, DevnetSettings, report
+from primenet.devnet.services import admin_token
 
 devnet_app = typer.Typer(
-    help="Run a local devnet: a real Anvil chain and a real Redis on loopback ports.", no_args_is_help=True
+    help="Run a local network: Anvil, Redis, the contracts and every service, on loopback ports.",
+    no_args_is_help=True,
 )
 
 StateDir = Annotated[
@@ -70,10 +76,22 @@ def up(
     redis_port: Annotated[
         int | None, typer.Option(help="Redis's port (env PRIMENET_DEVNET_REDIS_PORT, default 6379)")
     ] = None,
+    services: Annotated[
+        bool | None,
+        typer.Option(
+            "--services/--chain-only",
+            help="Also run discovery (8089), orchestrator (8090), a miner (8091) and the validator (8093) "
+            "(env PRIMENET_DEVNET_SERVICES, default on).",
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Start Anvil and Redis in the background and wait until both answer; a no-op when already up."""
-    devnet = _devnet(state_dir, anvil_port=anvil_port, redis_port=redis_port)
+    """Start the devnet in the background and wait until everything answers; a no-op when already up.
+
+    Anvil and Redis first, then the contracts (domain 0, pool 0), then the services as processes: the miner
+    registers its provider with stake, the federator whitelists it, and the network onboards the node by itself.
+    """
+    devnet = _devnet(state_dir, anvil_port=anvil_port, redis_port=redis_port, services=services)
     try:
         _, started = devnet.up(progress=progress)
     except DevnetError as exc:
@@ -108,3 +126,66 @@ def status(state_dir: StateDir = None, as_json: AsJson = False) -> None:
         fail(str(exc))
     if not all(alive.values()):
         raise typer.Exit(1)
+
+
+DEMO_IMAGE = "local/primenet-busybox:1"
+DEMO_SCRIPT = 'echo "hello from primenet on $(hostname)"; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 2; done'
+DEMO_COMMAND = ["sh", "-c", DEMO_SCRIPT]
+
+
+@devnet_app.command()
+def demo(
+    state_dir: StateDir = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the node and the task.")] = 180.0,
+) -> None:
+    """Run a task on the devnet's miner through the orchestrator and show its output (`make demo` ends here)."""
+    devnet = _devnet(state_dir)
+    state = devnet.recorded()
+    if state is None or "orchestrator" not in state.processes:
+        fail("no devnet with services is running: start one with `primenet devnet up`", 2)
+    url = state.processes["orchestrator"].url
+    headers = {"Authorization": f"Bearer {admin_token(devnet.state_dir)}"}
+    deadline = time.monotonic() + timeout
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+            node = _wait_for(deadline, "a Healthy node", lambda: _healthy_node(http))
+            progress(f"node {node} is Healthy in pool 0")
+            task = {"name": f"hello-{secrets.token_hex(3)}", "image": DEMO_IMAGE, "command": DEMO_COMMAND, "nodes": 1}
+            created = http.post("/tasks", json=task)
+            if created.status_code != 201:
+                fail(f"the orchestrator refused the task: {created.status_code} {created.text}")
+            task_id = created.json()["id"]
+            progress(f"task {task['name']} ({task_id}) created; waiting for its container")
+            _wait_for(deadline, "the task to run", lambda: _running_on(http, task_id))
+            time.sleep(2.5)  # a tick or two of output
+            logs = http.get(f"/nodes/{node}/logs", params={"tail": 20})
+    except httpx.HTTPError as exc:
+        fail(f"the orchestrator at {url} is unreachable: {exc}", 2)
+    except TimeoutError as exc:
+        fail(str(exc))
+    if logs.status_code != 200:
+        fail(f"could not read the task's logs: {logs.status_code} {logs.text}")
+    console.print(f"[green]Task {task_id} runs on node {node}.[/green] Its output, fetched through the orchestrator:")
+    console.print(logs.json()["logs"].rstrip(), highlight=False, markup=False)
+    console.print(
+        "Next: primenet nodes ls, primenet tasks ls, primenet logs <node> "
+        f"(PRIMENET_ADMIN_TOKEN is in {devnet.state_dir / 'admin.token'}); stop everything with: make down"
+    )
+
+
+def _wait_for(deadline: float, what: str, probe: Callable[[], str | None]) -> str:
+    while (found := probe()) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+    return found
+
+
+def _healthy_node(http: httpx.Client) -> str | None:
+    nodes = http.get("/nodes").json().get("nodes", [])
+    return next((str(n["address"]) for n in nodes if n.get("status") == "healthy"), None)
+
+
+def _running_on(http: httpx.Client, task_id: str) -> str | None:
+    assignments = http.get(f"/tasks/{task_id}").json().get("assignments", {})
+    return next((str(node) for node, a in assignments.items() if a.get("state") == "running"), None)

@@ -1,4 +1,4 @@
-"""`primenet discovery` (and, as they land, the other services): run one service with uvicorn."""
+"""`primenet discovery` and `primenet orchestrator`: run one service with uvicorn."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from primenet.cli.orchestrator import orchestrator
 from primenet.cli.output import fail
 from primenet.core.logs import configure_logging
 
@@ -29,3 +30,4 @@ def discovery() -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("discovery")(discovery)
+    app.command("orchestrator")(orchestrator)

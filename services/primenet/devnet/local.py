@@ -31,6 +31,7 @@ from primenet.devnet.processes import (
     stop,
     wait_ready,
 )
+from primenet.devnet.services import ServiceLauncher, remove_task_containers
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STATE_FILE = "devnet.json"
@@ -54,6 +55,22 @@ class DevnetSettings(BaseSettings):
     anvil_bin: str | None = Field(None, description="anvil executable (default: the npm one in contracts/)")
     redis_bin: str = Field("redis-server", description="redis-server executable")
     start_timeout_s: float = Field(20.0, gt=0)
+    services: bool = Field(True, description="also run discovery, validator, orchestrator and a miner")
+    discovery_port: int = Field(8089, ge=1, le=65535)
+    orchestrator_port: int = Field(8090, ge=1, le=65535)
+    miner_port: int = Field(8091, ge=1, le=65535)
+    validator_port: int = Field(8093, ge=1, le=65535)
+
+    def ports(self) -> dict[str, int]:
+        ports = {"anvil": self.anvil_port, "redis": self.redis_port}
+        if self.services:
+            ports |= {
+                "discovery": self.discovery_port,
+                "orchestrator": self.orchestrator_port,
+                "miner": self.miner_port,
+                "validator": self.validator_port,
+            }
+        return ports
 
 
 class DevnetState(BaseModel):
@@ -146,7 +163,7 @@ class Devnet:
                 return state, False
             self.down()  # partly dead: stop the survivors and start clean
         s = self.settings
-        for name, port in (("anvil", s.anvil_port), ("redis", s.redis_port)):
+        for name, port in s.ports().items():
             if port_in_use(port, s.host):
                 raise DevnetError(
                     f"port {port} on {s.host} is in use by another program, so {name} cannot start there; "
@@ -162,8 +179,10 @@ class Devnet:
             deployment, fresh = asyncio.run(prepare_chain(started["anvil"].url, self.deployment(), progress))
             if fresh:
                 deployment.save(self.deployment_path)
+            if s.services:
+                started |= self._launcher(started, progress).start_all()
         except Exception:
-            for proc in started.values():
+            for proc in reversed(started.values()):
                 stop(proc)
             raise
         state = DevnetState(
@@ -182,11 +201,27 @@ class Devnet:
         state = self.recorded()
         if state is None:
             return []
-        stopped = [name for name, proc in state.processes.items() if stop(proc)]
+        # Services before the chain and Redis they use; the names come back in start order.
+        stopped = [name for name, proc in reversed(state.processes.items()) if stop(proc)][::-1]
+        if "miner" in state.processes:
+            remove_task_containers(role_account("node").address)
         self.state_path.unlink(missing_ok=True)
         return stopped
 
     # --- the servers -------------------------------------------------------------------------------
+
+    def _launcher(self, started: dict[str, ManagedProcess], progress: Callable[[str], None]) -> ServiceLauncher:
+        s = self.settings
+        return ServiceLauncher(
+            state_dir=self.state_dir,
+            host=s.host,
+            ports=s.ports(),
+            rpc_url=started["anvil"].url,
+            redis_port=s.redis_port,
+            deployment_file=self.deployment_path,
+            timeout_s=s.start_timeout_s,
+            progress=progress,
+        )
 
     def start_anvil(self) -> ManagedProcess:
         s = self.settings
@@ -239,9 +274,7 @@ class Devnet:
             process.kill()
             process.wait()
             raise DevnetError(str(exc)) from None
-        # The kernel's view of the command line (not `cmd`): that is what `stop` compares against.
-        recorded = Path(f"/proc/{process.pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
-        return ManagedProcess(name=name, pid=process.pid, port=port, url=url, log=str(log_path), cmdline=recorded)
+        return ManagedProcess.of(name, process, port=port, url=url, log=log_path)
 
 
 class ProcessReport(BaseModel):

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -33,6 +33,12 @@ class ManagedProcess(BaseModel):
     log: str
     cmdline: list[str]
 
+    @classmethod
+    def of(cls, name: str, process: subprocess.Popen[bytes], *, port: int, url: str, log: Path) -> ManagedProcess:
+        """Record a started process with the kernel's view of its command line (what `stop` compares)."""
+        cmdline = cmdline_of(process.pid) or []
+        return cls(name=name, pid=process.pid, port=port, url=url, log=str(log), cmdline=cmdline)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that nothing listens on right now (the kernel picks it)."""
@@ -48,12 +54,20 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def spawn(cmd: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `cmd` in its own session (a Ctrl-C in the terminal does not reach it), output to `log_path`."""
+def spawn(cmd: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `cmd` in its own session (a Ctrl-C in the terminal does not reach it), output to `log_path`.
+
+    `env` is added to this process's environment.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            list(cmd), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
 
 

@@ -1,0 +1,29 @@
+"""`primenet orchestrator`: run the orchestrator service with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+from pydantic import ValidationError
+
+from primenet.cli.output import fail
+from primenet.core.keys import PrivateKeyError
+from primenet.core.logs import configure_logging
+
+
+def orchestrator() -> None:
+    """Run the orchestrator (settings from PRIMENET_* variables or .env; the manager key from
+    PRIMENET_MANAGER_KEY or the 0600 file PRIMENET_MANAGER_KEY_FILE)."""
+    from primenet.orchestrator.app import create_app
+    from primenet.orchestrator.settings import OrchestratorSettings, load_manager_account
+
+    try:
+        settings = OrchestratorSettings()
+    except ValidationError as exc:
+        fail(f"invalid orchestrator settings:\n{exc}", 2)
+    try:
+        manager = load_manager_account(settings)
+        app = create_app(settings, manager)
+    except (PrivateKeyError, FileNotFoundError) as exc:
+        fail(str(exc), 2)
+    configure_logging(settings.log_level)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

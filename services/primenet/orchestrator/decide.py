@@ -1,0 +1,147 @@
+"""The orchestrator's decisions as pure functions: node status transitions and task placement.
+
+The loops (`primenet.orchestrator.loops`) gather facts from Redis and the chain, call these, and write the
+outcome back; keeping the rules here makes each of them testable without a server.
+
+Status rules, fixing the reference's gaps (§5.1/§11: nodes stuck waiting, dead nodes never re-invited):
+    heartbeat        Waiting|Unhealthy|Healthy -> Healthy; Discovered|Dead -> Healthy if still in the pool on
+                     chain, else Discovered (re-invited); Ejected -> Discovered (re-invited); Banned: refused
+    silence          Healthy -> Unhealthy after `unhealthy_after_s`, -> Dead after `dead_after_s` (from the last beat)
+    invite timeout   Waiting -> Discovered after `waiting_timeout_s`, so the node is invited again
+    chain            Dead and still in the pool -> ejectNode -> Ejected
+    discovery        Dead|Ejected re-listed after it went so (the miner published again) -> Discovered
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from primenet.core.models import ComputeSpecs
+from primenet.core.requirements import Requirements
+from primenet.orchestrator.models import NodeStatus
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    unhealthy_after_s: float
+    dead_after_s: float
+    waiting_timeout_s: float
+
+
+class OnHeartbeat(enum.StrEnum):
+    HEALTHY = "healthy"  # becomes (or stays) Healthy
+    CHECK_POOL = "check_pool"  # Healthy if the chain still lists it in the pool, else Discovered
+    REINVITE = "reinvite"  # back to Discovered: it must join the pool again
+    REFUSE = "refuse"  # banned
+
+
+def on_heartbeat(status: NodeStatus) -> OnHeartbeat:
+    if status in (NodeStatus.WAITING, NodeStatus.UNHEALTHY, NodeStatus.HEALTHY):
+        return OnHeartbeat.HEALTHY
+    if status in (NodeStatus.DISCOVERED, NodeStatus.DEAD):
+        return OnHeartbeat.CHECK_POOL
+    if status is NodeStatus.EJECTED:
+        return OnHeartbeat.REINVITE
+    return OnHeartbeat.REFUSE
+
+
+def on_silence(
+    status: NodeStatus, *, last_heartbeat: float | None, status_since: float, now: float, limits: Thresholds
+) -> NodeStatus | None:
+    """The status a node moves to for want of heartbeats, or None to leave it."""
+    if status is NodeStatus.WAITING:
+        return NodeStatus.DISCOVERED if now - status_since > limits.waiting_timeout_s else None
+    if status not in (NodeStatus.HEALTHY, NodeStatus.UNHEALTHY):
+        return None
+    silent_s = now - (last_heartbeat if last_heartbeat is not None else status_since)
+    if silent_s > limits.dead_after_s:
+        return NodeStatus.DEAD
+    if status is NodeStatus.HEALTHY and silent_s > limits.unhealthy_after_s:
+        return NodeStatus.UNHEALTHY
+    return None
+
+
+def on_listing(status: NodeStatus, *, listed_at: float, status_since: float) -> NodeStatus | None:
+    """A node discovery lists again: Dead or Ejected nodes that published since come back to be invited."""
+    if status in (NodeStatus.DEAD, NodeStatus.EJECTED) and listed_at > status_since:
+        return NodeStatus.DISCOVERED
+    return None
+
+
+# --- scheduling ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskNeed:
+    task_id: str
+    created_at: float
+    nodes: int | None  # None: every node that fits
+    requirements: Requirements
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    address: str
+    status: NodeStatus
+    specs: ComputeSpecs | None
+    last_heartbeat: float | None
+
+
+def fits(task: TaskNeed, node: NodeFacts) -> bool:
+    if node.specs is None:  # unknown hardware meets only "no requirements"
+        return task.requirements == Requirements()
+    return not task.requirements.unmet(node.specs)
+
+
+def _keeps(node: NodeFacts, now: float, grace_s: float) -> bool:
+    """A Healthy node keeps its task; a lost one (not banned) keeps it for `grace_s` after its last beat, so a
+    short outage does not move the work."""
+    if node.status is NodeStatus.HEALTHY:
+        return True
+    if node.status is NodeStatus.BANNED or node.last_heartbeat is None:
+        return False
+    return now - node.last_heartbeat <= grace_s
+
+
+def schedule(
+    tasks: Iterable[TaskNeed],
+    nodes: Iterable[NodeFacts],
+    current: Mapping[str, str],
+    *,
+    now: float,
+    grace_s: float,
+) -> dict[str, str]:
+    """The whole wanted assignment map (node -> task id) given the current one.
+
+    Each node runs at most one task. Current assignments stay while the task exists, the node keeps it (see
+    `_keeps`) and still fits. Tasks over their node count shed lost nodes first. Free Healthy nodes then go to
+    the oldest task that still wants nodes and whose requirements they meet ("all" always wants more).
+    """
+    ordered = sorted(tasks, key=lambda t: (t.created_at, t.task_id))
+    by_id = {task.task_id: task for task in ordered}
+    facts = sorted(nodes, key=lambda n: n.address)
+    wanted: dict[str, str] = {}
+    for node in facts:
+        task = by_id.get(current.get(node.address, ""))
+        if task is not None and _keeps(node, now, grace_s) and fits(task, node):
+            wanted[node.address] = task.task_id
+    healthy_first = {n.address: n.status is NodeStatus.HEALTHY for n in facts}
+    for task in ordered:
+        holders = sorted((a for a, t in wanted.items() if t == task.task_id), key=lambda a: (not healthy_first[a], a))
+        if task.nodes is not None:
+            for address in holders[task.nodes :]:
+                del wanted[address]
+    count = {task.task_id: 0 for task in ordered}
+    for task_id in wanted.values():
+        count[task_id] += 1
+    for node in facts:
+        if node.status is not NodeStatus.HEALTHY or node.address in wanted:
+            continue
+        for task in ordered:
+            if (task.nodes is None or count[task.task_id] < task.nodes) and fits(task, node):
+                wanted[node.address] = task.task_id
+                count[task.task_id] += 1
+                break
+    return wanted

@@ -1,0 +1,376 @@
+"""The orchestrator's work: the heartbeat handling and four loops started by the app's lifespan.
+
+    monitor     lists the pool's nodes at discovery (signed GET /api/pool/{id}), then long-polls the change feed
+                (GET /api/events?pool_id=); `reset`, a flags change and every `resync_interval_s` re-list
+    inviter     every Discovered node validated on chain gets a signed EIP-712 invite, up to `invite_concurrency`
+                at once; a failure only backs that node off (doubling), it never stops the round
+    health      silence -> Unhealthy -> Dead; Waiting too long -> Discovered; Dead and still in the pool -> ejectNode
+    scheduler   recomputes assignments (`decide.schedule`) every `schedule_interval_s` and on every change
+
+All state is in Redis (`store`), so a restarted orchestrator resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+from eth_account.signers.local import LocalAccount
+from prometheus_client import Counter, Gauge
+
+from primenet.chain.contracts import Network
+from primenet.chain.eip712 import PoolInvite
+from primenet.chain.rpc import checksum
+from primenet.chain.tx import Transactor
+from primenet.core.models import FeedPage, Heartbeat, InviteRequest, TaskSpec
+from primenet.core.requirements import parse
+from primenet.orchestrator.decide import (
+    NodeFacts,
+    OnHeartbeat,
+    TaskNeed,
+    Thresholds,
+    on_heartbeat,
+    on_listing,
+    on_silence,
+    schedule,
+)
+from primenet.orchestrator.models import NodeStatus
+from primenet.orchestrator.peers import DiscoveryClient, ListedNode, MinerClient, PeerError
+from primenet.orchestrator.settings import OrchestratorSettings
+from primenet.orchestrator.store import NodeRow, OrchestratorStore, heartbeat_fields
+
+log = structlog.get_logger(__name__)
+
+NODES = Gauge("primenet_orchestrator_nodes", "Nodes by status", ["status"])
+TASKS = Gauge("primenet_orchestrator_tasks", "Tasks stored")
+ASSIGNMENTS = Gauge("primenet_orchestrator_assignments", "Nodes with an assigned task")
+HEARTBEATS = Counter("primenet_orchestrator_heartbeats", "Heartbeats received, by outcome", ["outcome"])
+INVITES = Counter("primenet_orchestrator_invites", "Invites sent, by result", ["result"])
+EJECTIONS = Counter("primenet_orchestrator_ejections", "ejectNode transactions, by result", ["result"])
+TRANSITIONS = Counter("primenet_orchestrator_transitions", "Node status changes, by new status", ["status"])
+
+
+class HeartbeatRefusedError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class LoopStat:
+    last_run_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+@dataclass
+class Stats:
+    loops: dict[str, LoopStat] = field(default_factory=dict)
+
+    def ok(self, name: str) -> None:
+        self.loops.setdefault(name, LoopStat()).last_run_at = time.time()
+
+    def failed(self, name: str, error: BaseException) -> None:
+        stat = self.loops.setdefault(name, LoopStat())
+        stat.last_error, stat.last_error_at = f"{type(error).__name__}: {error}", time.time()
+        log.warning("orchestrator loop pass failed", loop=name, error=stat.last_error)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        *,
+        settings: OrchestratorSettings,
+        store: OrchestratorStore,
+        network: Network,
+        manager: LocalAccount,
+        discovery: DiscoveryClient,
+        miners: MinerClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.network = network
+        self.manager = manager
+        self.transactor: Transactor = network.transactor(manager)
+        self.discovery = discovery
+        self.miners = miners
+        self.clock = clock
+        self.stats = Stats()
+        self.limits = Thresholds(
+            unhealthy_after_s=settings.unhealthy_after_s,
+            dead_after_s=settings.dead_after_s,
+            waiting_timeout_s=settings.waiting_timeout_s,
+        )
+        self.changed = asyncio.Event()  # set on anything the scheduler should react to at once
+        self.invites = asyncio.Semaphore(settings.invite_concurrency)
+
+    async def moved(self, address: str, to: NodeStatus, previous: NodeStatus | None) -> None:
+        if previous is not None and previous is not to:
+            TRANSITIONS.labels(to.value).inc()
+            log.info("node status changed", node=address, old=previous.value, new=to.value)
+            self.changed.set()
+
+    # --- heartbeat ----------------------------------------------------------------------------------------
+
+    async def heartbeat(self, signer: str, beat: Heartbeat) -> TaskSpec | None:
+        """Record a beat, move the node's status, and answer with its assignment (only while Healthy)."""
+        if signer != beat.address:
+            raise HeartbeatRefusedError("address_mismatch", f"signed by {signer}, the body claims {beat.address}")
+        node = await self.store.node(beat.address)
+        if node is None:
+            HEARTBEATS.labels("unknown").inc()
+            raise HeartbeatRefusedError("unknown_node", f"{beat.address} is not a node of this orchestrator's pool")
+        step = on_heartbeat(node.status)
+        if step is OnHeartbeat.REFUSE:
+            HEARTBEATS.labels("banned").inc()
+            raise HeartbeatRefusedError("node_banned", f"{beat.address} is banned from this pool")
+        now = self.clock()
+        await self.store.set_fields(beat.address, heartbeat_fields(now, beat.version, beat.model_dump(mode="json")))
+        HEARTBEATS.labels("ok").inc()
+        status = node.status
+        if step is OnHeartbeat.HEALTHY:
+            to = NodeStatus.HEALTHY
+        elif step is OnHeartbeat.CHECK_POOL:
+            in_pool = await self.network.is_node_in_pool(self.settings.pool_id, beat.address)
+            to = NodeStatus.HEALTHY if in_pool else NodeStatus.DISCOVERED
+        else:
+            to = NodeStatus.DISCOVERED
+        fields = {"invite_failures": "0", "next_invite_at": "0"} if to is NodeStatus.DISCOVERED else None
+        previous = await self.store.transition(beat.address, to, now=now, expected=[status], fields=fields)
+        await self.moved(beat.address, to, previous)
+        if previous is None or to is not NodeStatus.HEALTHY:
+            return None
+        task_id = await self.store.assignment(beat.address)
+        task = await self.store.task(task_id) if task_id else None
+        return task.spec() if task else None
+
+    # --- loops --------------------------------------------------------------------------------------------
+
+    async def every(self, name: str, interval_s: float, body: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await body()
+                self.stats.ok(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a pass failing (Redis, chain, discovery down) never ends the loop
+                self.stats.failed(name, exc)
+            await asyncio.sleep(interval_s)
+
+    async def run_health(self) -> None:
+        await self.every("health", self.settings.heartbeat_interval_s / 2, self.health_pass)
+
+    async def run_inviter(self) -> None:
+        await self.every("inviter", self.settings.invite_interval_s, self.invite_round)
+
+    async def run_scheduler(self) -> None:
+        while True:
+            try:
+                self.changed.clear()
+                await self.schedule_pass()
+                self.stats.ok("scheduler")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.failed("scheduler", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), self.settings.schedule_interval_s)
+
+    async def run_monitor(self) -> None:
+        cursor: str | None = None
+        listed_at = 0.0
+        failures = 0
+        while True:
+            try:
+                if cursor is None or self.clock() - listed_at > self.settings.resync_interval_s:
+                    cursor = await self.relist()
+                    listed_at = self.clock()
+                page = await self.discovery.events(cursor, self.settings.feed_timeout_s)
+                cursor = None if await self.apply_feed(page) else page.cursor
+                if cursor is not None:
+                    await self.store.set_cursor(cursor)
+                self.stats.ok("monitor")
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.failed("monitor", exc)
+                failures += 1
+                cursor = None  # list again once discovery answers: events may have been missed
+                await asyncio.sleep(min(0.5 * 2**failures, 30.0))
+
+    # --- monitor ------------------------------------------------------------------------------------------
+
+    async def relist(self) -> str:
+        nodes, cursor = await self.discovery.listing()
+        for listed in nodes:
+            await self.apply_listed(listed, revive=False)
+        await self.store.set_cursor(cursor)
+        return cursor
+
+    async def apply_feed(self, page: FeedPage) -> bool:
+        """Apply the page's events; True when a full re-listing is needed (reset, or flags we only see in part)."""
+        relist = page.reset
+        for event in page.events:
+            if event.type in ("registered", "updated") and event.data:
+                try:
+                    listed = ListedNode.parse(event.data)
+                except ValueError:
+                    relist = True
+                    continue
+                await self.apply_listed(listed, revive=True)
+            else:
+                relist = True
+        return relist
+
+    async def apply_listed(self, listed: ListedNode, *, revive: bool) -> None:
+        """A validated node of our pool is stored (new ones as Discovered); one that lost its validation or left the
+        pool is Dead (then ejected if the chain still lists it). `revive`: the miner published a changed record,
+        so a Dead or Ejected node is worth inviting again."""
+        record, now = listed.record, self.clock()
+        if not listed.is_validated or record.pool_id != self.settings.pool_id:
+            node = await self.store.node(record.node)
+            keep = (NodeStatus.BANNED, NodeStatus.DEAD, NodeStatus.EJECTED)
+            if node is not None and node.status not in keep:
+                await self.moved(
+                    record.node,
+                    NodeStatus.DEAD,
+                    await self.store.transition(record.node, NodeStatus.DEAD, now=now, expected=[node.status]),
+                )
+            return
+        previous = await self.store.upsert_listed(record, listed_at=listed.updated_at, now=now)
+        if previous is None:
+            log.info("node discovered", node=record.node, ip=record.ip, port=record.port)
+            self.changed.set()
+            return
+        node = await self.store.node(record.node)
+        if revive and node is not None:
+            to = on_listing(node.status, listed_at=listed.updated_at, status_since=node.status_since)
+            if to is not None:
+                fields = {"invite_failures": "0", "next_invite_at": "0"}
+                result = await self.store.transition(record.node, to, now=now, expected=[node.status], fields=fields)
+                await self.moved(record.node, to, result)
+
+    # --- inviter ------------------------------------------------------------------------------------------
+
+    async def invite_round(self) -> None:
+        now = self.clock()
+        due = [node for node in await self.store.with_status(NodeStatus.DISCOVERED) if node.next_invite_at <= now]
+        if not due:
+            return
+        domain_id = (await self.network.pool(self.settings.pool_id)).domain_id
+        await asyncio.gather(*(self.invite(node, domain_id) for node in due), return_exceptions=True)
+
+    async def invite(self, node: NodeRow, domain_id: int) -> None:
+        async with self.invites:
+            try:
+                info = await self.network.node(node.address)
+                if info is None or not info.is_validated:
+                    raise PeerError("the node is not validated on chain")
+                invite = PoolInvite(
+                    domain_id=domain_id,
+                    pool_id=self.settings.pool_id,
+                    node=checksum(node.address),
+                    nonce=secrets.randbits(256),  # random: no counter to keep consistent across restarts
+                    expiry=int(self.clock()) + self.settings.invite_expiry_s,
+                )
+                body = InviteRequest(
+                    domain_id=invite.domain_id,
+                    pool_id=invite.pool_id,
+                    node=node.address,
+                    nonce=invite.nonce,
+                    expiry=invite.expiry,
+                    signature=self.network.sign_invite(self.manager, invite).hex(),
+                    orchestrator_url=self.settings.public_url,
+                )
+                reply = await self.miners.invite(node.ip, node.port, body)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # this node backs off; the round goes on
+                await self.invite_failed(node, exc)
+                return
+            INVITES.labels("accepted").inc()
+            fields = {"invite_failures": "0", "next_invite_at": "0"}
+            previous = await self.store.transition(
+                node.address, NodeStatus.WAITING, now=self.clock(), expected=[NodeStatus.DISCOVERED], fields=fields
+            )
+            log.info("node invited", node=node.address, result=reply.get("result"))
+            await self.moved(node.address, NodeStatus.WAITING, previous)
+
+    async def invite_failed(self, node: NodeRow, exc: Exception) -> None:
+        INVITES.labels("failed").inc()
+        failures = node.invite_failures + 1
+        wait_s = min(self.settings.invite_retry_base_s * 2 ** (failures - 1), self.settings.invite_retry_max_s)
+        await self.store.set_fields(
+            node.address, {"invite_failures": str(failures), "next_invite_at": repr(self.clock() + wait_s)}
+        )
+        log.warning("invite failed", node=node.address, error=str(exc), failures=failures, retry_in_s=wait_s)
+
+    # --- health -------------------------------------------------------------------------------------------
+
+    async def health_pass(self) -> None:
+        now = self.clock()
+        for status in (NodeStatus.WAITING, NodeStatus.HEALTHY, NodeStatus.UNHEALTHY):
+            for node in await self.store.with_status(status):
+                to = on_silence(
+                    node.status,
+                    last_heartbeat=node.last_heartbeat,
+                    status_since=node.status_since,
+                    now=now,
+                    limits=self.limits,
+                )
+                if to is not None:
+                    previous = await self.store.transition(node.address, to, now=now, expected=[node.status])
+                    await self.moved(node.address, to, previous)
+        if self.settings.eject_dead:
+            for node in await self.store.with_status(NodeStatus.DEAD):
+                await self.eject(node)
+        counts = await self.store.counts()
+        for name, count in counts.items():
+            NODES.labels(name).set(count)
+
+    async def eject(self, node: NodeRow) -> None:
+        """Dead and still in the pool: eject on chain. Ejected means out of the pool either way, so a Dead node the
+        chain no longer lists is marked Ejected too (and is not looked up again each pass)."""
+        try:
+            if await self.network.is_node_in_pool(self.settings.pool_id, node.address):
+                await self.network.eject_node(self.transactor, self.settings.pool_id, node.address)
+                EJECTIONS.labels("sent").inc()
+                log.info("dead node ejected on chain", node=node.address)
+        except Exception:
+            EJECTIONS.labels("failed").inc()
+            raise
+        previous = await self.store.transition(
+            node.address, NodeStatus.EJECTED, now=self.clock(), expected=[NodeStatus.DEAD]
+        )
+        await self.moved(node.address, NodeStatus.EJECTED, previous)
+
+    # --- scheduler ----------------------------------------------------------------------------------------
+
+    async def schedule_pass(self) -> None:
+        tasks = await self.store.tasks()
+        needs = [
+            TaskNeed(
+                task_id=task.id,
+                created_at=task.created_at,
+                nodes=None if task.nodes == "all" else int(task.nodes),
+                requirements=parse(task.requirements),
+            )
+            for task in tasks
+        ]
+        nodes = await self.store.nodes()
+        facts = [NodeFacts(n.address, n.status, n.specs, n.last_heartbeat) for n in nodes]
+        current = await self.store.assignments()
+        wanted = schedule(needs, facts, current, now=self.clock(), grace_s=self.settings.reassign_grace_s)
+        for address in sorted(set(current) | set(wanted)):
+            if current.get(address) != wanted.get(address):
+                log.info("assignment changed", node=address, old=current.get(address), new=wanted.get(address))
+                await self.store.assign(address, wanted.get(address))
+        TASKS.set(len(tasks))
+        ASSIGNMENTS.set(len(wanted))

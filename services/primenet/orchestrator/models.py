@@ -1,0 +1,82 @@
+"""The orchestrator's own API models: a task as the buyer asks for it and as it is stored, a node's view.
+
+Only the orchestrator and its clients speak these (the miner sees `core.models.TaskSpec`), so they live here.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from primenet.core.models import ComputeSpecs, TaskDetails, TaskSpec, Wire
+
+
+class NodeStatus(enum.StrEnum):
+    DISCOVERED = "discovered"  # validated and listed for our pool; to be invited
+    WAITING = "waiting_for_heartbeat"  # invited; its first heartbeat is due
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"  # heartbeats stopped for a while
+    DEAD = "dead"  # stopped for long; ejected on chain next
+    EJECTED = "ejected"  # removed from the pool on chain; comes back when it beats or is re-listed
+    BANNED = "banned"  # blacklisted by the operator; never invited again
+
+
+TASK_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class TaskRequest(Wire):
+    name: str = Field(pattern=TASK_NAME, description="unique among this orchestrator's tasks")
+    image: str = Field(min_length=1, max_length=512)
+    command: list[str] | None = Field(None, max_length=256)
+    entrypoint: list[str] | None = Field(None, max_length=64)
+    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    gpus: int = Field(0, ge=0, le=64, description="GPUs per node")
+    nodes: int | Literal["all"] = Field(1, description="how many nodes run it, or every node that fits")
+    requirements: str = Field("", max_length=1024, description="core.requirements language; empty: none")
+
+    @field_validator("nodes")
+    @classmethod
+    def _at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("nodes must be at least 1 or 'all'")
+        return value
+
+
+class StoredTask(TaskRequest):
+    id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    created_at: float
+
+    def spec(self) -> TaskSpec:
+        return TaskSpec(
+            task_id=self.id,
+            image=self.image,
+            command=self.command,
+            entrypoint=self.entrypoint,
+            env=self.env,
+            gpus=self.gpus,
+        )
+
+
+class AssignmentView(BaseModel):
+    state: str
+    details: TaskDetails | None = None
+    updated_at: float
+
+
+class TaskView(StoredTask):
+    assignments: dict[str, AssignmentView] = Field(default_factory=dict)
+
+
+class NodeView(BaseModel):
+    address: str
+    status: NodeStatus
+    status_since: float
+    ip: str
+    port: int
+    task_id: str | None = None
+    task_state: str | None = None
+    last_heartbeat: float | None = None
+    version: str | None = None
+    specs: ComputeSpecs | None = None

@@ -1,0 +1,134 @@
+"""The orchestrator's status machine and scheduler as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from primenet.core.models import ComputeSpecs, GpuDevice
+from primenet.core.requirements import parse
+from primenet.orchestrator.decide import (
+    NodeFacts,
+    OnHeartbeat,
+    TaskNeed,
+    Thresholds,
+    on_heartbeat,
+    on_listing,
+    on_silence,
+    schedule,
+)
+from primenet.orchestrator.models import NodeStatus as S
+
+LIMITS = Thresholds(unhealthy_after_s=15, dead_after_s=45, waiting_timeout_s=60)
+CPU = ComputeSpecs(cpu_cores=4, ram_mib=8192)
+GPU = ComputeSpecs(cpu_cores=4, ram_mib=8192, gpus=[GpuDevice(index=0, model="NVIDIA H100", memory_mib=81_559)])
+
+
+@pytest.mark.parametrize(
+    ("status", "step"),
+    [
+        (S.WAITING, OnHeartbeat.HEALTHY),
+        (S.UNHEALTHY, OnHeartbeat.HEALTHY),
+        (S.HEALTHY, OnHeartbeat.HEALTHY),
+        (S.DISCOVERED, OnHeartbeat.CHECK_POOL),
+        (S.DEAD, OnHeartbeat.CHECK_POOL),
+        (S.EJECTED, OnHeartbeat.REINVITE),
+        (S.BANNED, OnHeartbeat.REFUSE),
+    ],
+)
+def test_a_heartbeat_moves_each_status(status: S, step: OnHeartbeat) -> None:
+    assert on_heartbeat(status) is step
+
+
+@pytest.mark.parametrize(
+    ("status", "silent_s", "wanted"),
+    [
+        (S.HEALTHY, 10, None),
+        (S.HEALTHY, 16, S.UNHEALTHY),
+        (S.HEALTHY, 46, S.DEAD),  # a long gap (e.g. the orchestrator was down) goes straight to Dead
+        (S.UNHEALTHY, 30, None),
+        (S.UNHEALTHY, 46, S.DEAD),
+        (S.DEAD, 1000, None),  # Dead waits for the ejection pass
+        (S.DISCOVERED, 1000, None),
+        (S.BANNED, 1000, None),
+    ],
+)
+def test_silence_leads_to_unhealthy_then_dead(status: S, silent_s: float, wanted: S | None) -> None:
+    assert on_silence(status, last_heartbeat=1000, status_since=1000, now=1000 + silent_s, limits=LIMITS) == wanted
+
+
+def test_a_node_waiting_too_long_is_invited_again() -> None:
+    assert on_silence(S.WAITING, last_heartbeat=None, status_since=0, now=59, limits=LIMITS) is None
+    assert on_silence(S.WAITING, last_heartbeat=None, status_since=0, now=61, limits=LIMITS) is S.DISCOVERED
+
+
+def test_a_healthy_node_without_a_recorded_beat_counts_from_its_status_change() -> None:
+    assert on_silence(S.HEALTHY, last_heartbeat=None, status_since=100, now=110, limits=LIMITS) is None
+    assert on_silence(S.HEALTHY, last_heartbeat=None, status_since=100, now=120, limits=LIMITS) is S.UNHEALTHY
+
+
+def test_dead_and_ejected_nodes_come_back_when_relisted_later() -> None:
+    assert on_listing(S.DEAD, listed_at=200, status_since=100) is S.DISCOVERED
+    assert on_listing(S.EJECTED, listed_at=200, status_since=100) is S.DISCOVERED
+    assert on_listing(S.EJECTED, listed_at=50, status_since=100) is None  # an old record does not revive it
+    assert on_listing(S.HEALTHY, listed_at=200, status_since=100) is None
+    assert on_listing(S.BANNED, listed_at=200, status_since=100) is None
+
+
+def need(task_id: str, nodes: int | None = 1, requirements: str = "", created_at: float = 0) -> TaskNeed:
+    return TaskNeed(task_id=task_id, created_at=created_at, nodes=nodes, requirements=parse(requirements))
+
+
+def node(address: str, status: S = S.HEALTHY, specs: ComputeSpecs | None = CPU, beat: float | None = 100) -> NodeFacts:
+    return NodeFacts(address=address, status=status, specs=specs, last_heartbeat=beat)
+
+
+def test_each_healthy_node_gets_at_most_one_task_up_to_the_wanted_count() -> None:
+    tasks = [need("a", 2, created_at=1), need("b", 1, created_at=2)]
+    nodes = [node("n1"), node("n2"), node("n3"), node("n4")]
+    assert schedule(tasks, nodes, {}, now=100, grace_s=10) == {"n1": "a", "n2": "a", "n3": "b"}
+
+
+def test_all_takes_every_fitting_node_and_requirements_are_respected() -> None:
+    tasks = [need("gpu", None, "gpu:count_min=1;gpu:model=H100")]
+    nodes = [node("n1", specs=GPU), node("n2", specs=CPU), node("n3", specs=GPU), node("n4", specs=None)]
+    assert schedule(tasks, nodes, {}, now=100, grace_s=10) == {"n1": "gpu", "n3": "gpu"}
+
+
+def test_unknown_specs_fit_only_tasks_without_requirements() -> None:
+    tasks = [need("any", None)]
+    assert schedule(tasks, [node("n1", specs=None)], {}, now=100, grace_s=10) == {"n1": "any"}
+
+
+def test_only_healthy_nodes_get_new_work() -> None:
+    nodes = [node(f"n{s.value}", status=s) for s in S if s is not S.HEALTHY]
+    assert schedule([need("a", None)], nodes, {}, now=100, grace_s=10) == {}
+
+
+def test_a_lost_node_keeps_its_task_for_the_grace_then_it_moves() -> None:
+    tasks = [need("a", 1)]
+    nodes = [node("n1", status=S.UNHEALTHY, beat=95), node("n2")]
+    assert schedule(tasks, nodes, {"n1": "a"}, now=100, grace_s=10) == {"n1": "a"}
+    assert schedule(tasks, nodes, {"n1": "a"}, now=106, grace_s=10) == {"n2": "a"}
+
+
+def test_a_banned_node_loses_its_task_at_once() -> None:
+    nodes = [node("n1", status=S.BANNED, beat=99), node("n2")]
+    assert schedule([need("a", 1)], nodes, {"n1": "a"}, now=100, grace_s=60) == {"n2": "a"}
+
+
+def test_a_deleted_task_is_withdrawn_and_the_node_takes_the_next() -> None:
+    assert schedule([need("b", 1)], [node("n1")], {"n1": "a"}, now=100, grace_s=60) == {"n1": "b"}
+    assert schedule([], [node("n1")], {"n1": "a"}, now=100, grace_s=60) == {}
+
+
+def test_current_assignments_are_stable_and_excess_sheds_lost_nodes_first() -> None:
+    tasks = [need("a", 1, created_at=1), need("b", 1, created_at=2)]
+    nodes = [node("n1"), node("n2")]
+    assert schedule(tasks, nodes, {"n1": "b", "n2": "a"}, now=100, grace_s=10) == {"n1": "b", "n2": "a"}
+    lost = [node("n1", status=S.UNHEALTHY, beat=99), node("n2")]
+    assert schedule([need("a", 1)], lost, {"n1": "a", "n2": "a"}, now=100, grace_s=10) == {"n2": "a"}
+
+
+def test_a_node_that_no_longer_fits_loses_its_task() -> None:
+    tasks = [need("gpu", 1, "gpu:count_min=1")]
+    assert schedule(tasks, [node("n1", specs=CPU)], {"n1": "gpu"}, now=100, grace_s=10) == {}
