@@ -128,6 +128,12 @@ class Network:
         logs = contract.events[event]().process_receipt(receipt, errors=DISCARD)
         return [dict(log["args"]) for log in logs]
 
+    async def chain_time(self) -> int:
+        """The latest block's timestamp: what expiries are checked against on chain (not this host's clock,
+        which may differ, e.g. on a devnet whose time was advanced)."""
+        block = await self.w3.eth.get_block("latest")
+        return int(block["timestamp"])
+
     # --- token -------------------------------------------------------------------------------------
 
     async def balance(self, address: str) -> int:

@@ -125,8 +125,8 @@ def add_routes(app: FastAPI, miner: "Miner", backend: Backend) -> None:
                 "invite_pool_mismatch",
                 f"the invite is for pool {body.pool_id}; this node serves {settings.pool_id}",
             )
-        if body.expiry < time.time():
-            raise ApiError(422, "invite_expired", f"the invite expired at {body.expiry}")
+        if body.expiry < await network.chain_time():  # the chain's clock decides, not this host's
+            raise ApiError(422, "invite_expired", f"the invite expired at {body.expiry} (chain time)")
         async with miner.join_lock:
             current = await network.node_pool(miner.node)
             if current == body.pool_id:

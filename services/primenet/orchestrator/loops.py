@@ -278,7 +278,7 @@ class Orchestrator:
                     pool_id=self.settings.pool_id,
                     node=checksum(node.address),
                     nonce=secrets.randbits(256),  # random: no counter to keep consistent across restarts
-                    expiry=int(self.clock()) + self.settings.invite_expiry_s,
+                    expiry=await self.network.chain_time() + self.settings.invite_expiry_s,
                 )
                 body = InviteRequest(
                     domain_id=invite.domain_id,
