@@ -1,0 +1,398 @@
+"""The orchestrator under heartbeat load: authenticated heartbeats against a trivial route, 10,000 nodes beating
+every 10 s, and how soon a new task reaches a node.
+
+Everything is real and local: a private Anvil with the contracts (pool 0 managed by the orchestrator key), a
+private Redis (AOF on), and `primenet orchestrator` running as its own process with all its loops (health,
+scheduler, inviter; the discovery URL points nowhere, so the monitor only retries). The N simulated nodes are
+made known the way the orchestrator's monitor and first heartbeat leave them: their discovery records stored
+through the orchestrator's own store (`OrchestratorStore.upsert_listed`), then moved to Healthy. Measured in one
+run:
+  throughput   signed POST /heartbeat from distinct nodes, IN_FLIGHT at once, against GET /health (which pings
+               Redis) on the same server at the same concurrency; target ratio >= 0.5
+  steady load  every node beats every INTERVAL s, spread evenly (N / INTERVAL requests/s offered, open loop: each
+               request leaves at its scheduled time whatever the others do); latency from the scheduled time to
+               the answer, p50/p99, and errors; target p99 < 100 ms and no errors
+  dispatch     POST /tasks -> the assignment in the reply of the probe node's next heartbeat (it beats every
+               20 ms while waiting), and DELETE -> the assignment gone; p50/p99. A real miner adds up to one
+               heartbeat interval (the reply only comes with its next beat) plus the image pull and container start.
+Requests are signed ahead of time (a signature takes ~0.3 ms, more than the server's share at this rate); each
+carries the time it is sent as its timestamp, so the server's default 60 s window applies. The per-signer rate
+limit is raised (the probe beats 50 times a second) and the health thresholds lengthened (so the nodes that beat
+less often in the throughput phase stay Healthy); neither changes the cost of a heartbeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import httpx
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.table import Table
+
+from primenet.chain.contracts import Network
+from primenet.chain.deploy import deploy
+from primenet.chain.rpc import connect as connect_chain
+from primenet.core.auth import AUTH_HEADER, sign_request
+from primenet.core.models import ComputeSpecs, GpuDevice, Heartbeat, HeartbeatReply, NodeRecord
+from primenet.core.redisdb import connect as connect_redis
+from primenet.devnet.accounts import role_account
+from primenet.devnet.local import Devnet, DevnetSettings
+from primenet.devnet.processes import free_port, spawn, stop, wait_ready
+from primenet.orchestrator.models import NodeStatus
+from primenet.orchestrator.store import OrchestratorStore
+
+CHAIN_ID = 31337
+TOKEN = "bench-admin-" + secrets.token_hex(16)
+PROBE_MODEL = "BenchProbe X1"  # only the probe node has it, so only it fits the dispatch tasks
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 100.0
+JSON = {"content-type": "application/json"}
+
+
+@dataclass
+class Signed:
+    body: bytes
+    header: str
+    at: float = 0.0  # when it is due to leave (steady load); 0: as soon as possible
+
+
+@dataclass
+class Figures:
+    rows: list[tuple[str, str, str, bool | None]] = field(default_factory=list)
+
+    def add(self, what: str, value: str, target: str = "", met: bool | None = None) -> None:
+        self.rows.append((what, value, target, met))
+
+
+def heartbeat(node: LocalAccount, at: float) -> Signed:
+    """A heartbeat signed for second `at`: both its body's clock and its auth timestamp say when it leaves."""
+    body = Heartbeat(address=node.address, version="bench", timestamp=at).model_dump_json().encode()
+    header = sign_request(
+        node, method="POST", path="/heartbeat", body=body, audience="orchestrator", chain_id=CHAIN_ID, timestamp=int(at)
+    )
+    return Signed(body, header, at)
+
+
+def ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+# --- setup ----------------------------------------------------------------------------------------------
+
+
+async def chain_setup(rpc_url: str, deployment_file: Path) -> None:
+    """Contracts, domain 0 and pool 0 (ACTIVE, compute manager = the orchestrator key), as the devnet has them."""
+    w3 = connect_chain(rpc_url)
+    federator = role_account("federator")
+    deployment = await deploy(w3, federator, stake_minimum=1)
+    deployment.save(deployment_file)
+    async with Network(w3, deployment) as network:
+        fed = network.transactor(federator)
+        await network.create_domain(fed, "bench")
+        pool = await network.create_pool(fed, domain_id=0, manager=role_account("orchestrator").address, name="bench")
+        await network.start_pool(fed, pool)
+
+
+async def known_healthy(redis_url: str, nodes: list[LocalAccount], probe: LocalAccount) -> None:
+    """Each node as the monitor stores a listed one, then Healthy as its first heartbeat leaves it."""
+    provider = role_account("provider").address
+    cpu = ComputeSpecs(cpu_model="bench", cpu_cores=16, ram_mib=64_000)
+    gpu = ComputeSpecs(gpus=[GpuDevice(index=0, model=PROBE_MODEL, memory_mib=81_920)], cpu_cores=16, ram_mib=64_000)
+    redis = connect_redis(redis_url)
+    try:
+        store = OrchestratorStore(redis)
+        everyone = [*nodes, probe]
+        for start in range(0, len(everyone), 64):
+            now = time.time()
+
+            async def add(i: int, node: LocalAccount, now: float = now) -> None:
+                record = NodeRecord(
+                    node=node.address,
+                    provider=provider,
+                    ip=f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}",
+                    port=8091,
+                    pool_id=0,
+                    specs=gpu if node is probe else cpu,
+                )
+                await store.upsert_listed(record, listed_at=now, now=now)
+                await store.transition(node.address, NodeStatus.HEALTHY, now=now, fields={"last_heartbeat": repr(now)})
+
+            await asyncio.gather(*(add(start + i, node) for i, node in enumerate(everyone[start : start + 64])))
+    finally:
+        await redis.aclose()
+
+
+def start_orchestrator(env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
+    os.environ.update(env)  # `spawn` passes this process's environment on
+    process = spawn([str(Path(sys.executable).with_name("primenet")), "orchestrator"], log)
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_ready(process, healthy, name="orchestrator", log_path=log, timeout_s=60)
+    return process
+
+
+# --- measurements ---------------------------------------------------------------------------------------
+
+
+async def closed_loop(url: str, requests: list[Signed] | None, count: int, in_flight: int) -> tuple[float, int]:
+    """Requests per second with `in_flight` at once: signed heartbeats, or (`requests` None) GET /health."""
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=in_flight)
+    async with aiohttp.ClientSession(base_url=url, connector=connector) as http:
+
+        async def worker(share: range) -> None:
+            nonlocal errors
+            for i in share:
+                if requests is None:
+                    async with http.get("/health") as response:
+                        await response.read()
+                else:
+                    signed = requests[i]
+                    headers = {**JSON, AUTH_HEADER: signed.header}
+                    async with http.post("/heartbeat", data=signed.body, headers=headers) as response:
+                        await response.read()
+                errors += response.status != 200
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(range(w, count, in_flight)) for w in range(in_flight)))
+        return count / (time.perf_counter() - start), errors
+
+
+@dataclass
+class Steady:
+    latencies: list[float]
+    errors: dict[str, int]
+    offered_per_s: float
+    max_lag_ms: float
+
+
+async def steady_load(url: str, schedule: list[Signed], connections: int) -> Steady:
+    """Send each request at its time (open loop); latency counts from the scheduled time, so a server (or client)
+    that falls behind shows in the figures instead of quietly lowering the offered load."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    lag = 0.0
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout) as http:
+
+        async def send(signed: Signed) -> None:
+            try:
+                headers = {**JSON, AUTH_HEADER: signed.header}
+                async with http.post("/heartbeat", data=signed.body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        key = f"HTTP {response.status}"
+                        errors[key] = errors.get(key, 0) + 1
+                        return
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                return
+            latencies.append(time.time() - signed.at)
+
+        pending: set[asyncio.Task[None]] = set()
+        for signed in schedule:
+            wait = signed.at - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            else:
+                lag = max(lag, -wait)
+            task = asyncio.create_task(send(signed))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+    span = schedule[-1].at - schedule[0].at
+    return Steady(latencies, errors, len(schedule) / span if span > 0 else float("nan"), lag * 1000)
+
+
+async def dispatch(url: str, probe: LocalAccount, rounds: int) -> tuple[list[float], list[float]]:
+    """POST /tasks -> the probe's heartbeat reply carries it; DELETE -> its reply no longer does."""
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    to_assign: list[float] = []
+    to_withdraw: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=admin) as http:
+
+        async def beat() -> HeartbeatReply:
+            signed = heartbeat(probe, time.time())
+            response = await http.post("/heartbeat", content=signed.body, headers={**JSON, AUTH_HEADER: signed.header})
+            response.raise_for_status()
+            return HeartbeatReply.model_validate_json(response.content)
+
+        async def until(predicate: str, task_id: str, start: float) -> float:
+            deadline = start + 60
+            while True:
+                reply = await beat()
+                assigned = reply.assignment is not None and reply.assignment.task_id == task_id
+                if assigned == (predicate == "assigned"):
+                    return time.perf_counter() - start
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"task {task_id} was not {predicate} within 60 s")
+                await asyncio.sleep(0.02)
+
+        for i in range(rounds):
+            body = {"name": f"probe-{i}", "image": "busybox", "requirements": f"gpu:model={PROBE_MODEL}"}
+            start = time.perf_counter()
+            response = await http.post("/tasks", json=body)
+            if response.status_code != 201:
+                raise RuntimeError(f"POST /tasks refused: {response.status_code} {response.text}")
+            task_id = response.json()["id"]
+            to_assign.append(await until("assigned", task_id, start))
+            start = time.perf_counter()
+            (await http.delete(f"/tasks/{task_id}")).raise_for_status()
+            to_withdraw.append(await until("withdrawn", task_id, start))
+    return to_assign, to_withdraw
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=10_000, help="simulated nodes (default 10000)")
+    parser.add_argument("--interval", type=float, default=10.0, help="each node's heartbeat interval, s (10)")
+    parser.add_argument("--duration", type=float, default=30.0, help="length of the steady-load phase, s (30)")
+    parser.add_argument("--requests", type=int, default=5000, help="requests per route in the throughput phase")
+    parser.add_argument("--in-flight", type=int, default=64, help="concurrency of the throughput phase (64)")
+    parser.add_argument("--connections", type=int, default=256, help="client connections in the steady phase")
+    parser.add_argument("--dispatches", type=int, default=20, help="tasks created and deleted in the dispatch phase")
+    args = parser.parse_args()
+    # `timeout` or a Ctrl-C in another shell: leave through the `finally` that stops the servers we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    console = Console(width=max(120, Console().width))
+    figures = Figures()
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+        devnet = Devnet(DevnetSettings(state_dir=state, anvil_port=free_port(), redis_port=free_port()))
+        anvil, redis = devnet.start_anvil(), devnet.start_redis()
+        orchestrator = None
+        try:
+            started = time.perf_counter()
+            asyncio.run(chain_setup(anvil.url, state / "deployment.json"))
+            nodes = [Account.create() for _ in range(args.n)]
+            probe = Account.create()
+            asyncio.run(known_healthy(redis.url, nodes, probe))
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {
+                "PRIMENET_REDIS_URL": redis.url,
+                "PRIMENET_RPC_URL": anvil.url,
+                "PRIMENET_DEPLOYMENT_FILE": str(state / "deployment.json"),
+                "PRIMENET_PORT": str(port),
+                "PRIMENET_LOG_LEVEL": "warning",
+                "PRIMENET_ADMIN_TOKEN": TOKEN,
+                "PRIMENET_MANAGER_KEY": "0x" + bytes(role_account("orchestrator").key).hex(),
+                "PRIMENET_DISCOVERY_URL": f"http://127.0.0.1:{free_port()}",  # nobody: the monitor only retries
+                "PRIMENET_HEARTBEAT_INTERVAL_S": str(args.interval),
+                "PRIMENET_UNHEALTHY_AFTER_S": "3600",
+                "PRIMENET_DEAD_AFTER_S": "7200",
+                "PRIMENET_AUTH__RATE_LIMIT": "100000000",
+            }
+            orchestrator = start_orchestrator(env, url, state / "orchestrator.log")
+            console.print(f"setup: {args.n} Healthy nodes, orchestrator up in {time.perf_counter() - started:.1f} s")
+
+            # (1) throughput: signed heartbeats against /health, same server, same concurrency
+            console.print(f"throughput: {args.requests:,} requests per route, {args.in_flight} in flight")
+            count = min(args.requests, 50 * args.n)
+            asyncio.run(closed_loop(url, None, 200, args.in_flight))  # warm-up: connections, code paths
+            now = time.time()
+            beats = [heartbeat(nodes[i % args.n], now) for i in range(count)]
+            signing_s = (time.time() - now) / count  # to know how far ahead the steady phase must start
+            health_rate, health_errors = asyncio.run(closed_loop(url, None, count, args.in_flight))
+            beat_rate, beat_errors = asyncio.run(closed_loop(url, beats, count, args.in_flight))
+            ratio = beat_rate / health_rate
+            figures.add(f"GET /health, {args.in_flight} in flight", f"{health_rate:,.0f} /s", "", None)
+            figures.add(
+                f"POST /heartbeat (signed), {args.in_flight} in flight",
+                f"{beat_rate:,.0f} /s ({beat_errors + health_errors} errors)",
+            )
+            figures.add("heartbeat / health", f"{ratio:.2f}", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
+
+            # (2) steady load: every node every `interval`, spread evenly, open loop
+            per_node = max(1, int(args.duration / args.interval))
+            console.print(f"signing {args.n * per_node:,} heartbeats for the steady phase")
+            t0 = time.time() + 2 + 1.3 * signing_s * args.n * per_node  # starts once they are all signed
+            schedule = sorted(
+                (
+                    heartbeat(node, t0 + (i / args.n + k) * args.interval)
+                    for k in range(per_node)
+                    for i, node in enumerate(nodes)
+                ),
+                key=lambda signed: signed.at,
+            )
+            if time.time() > t0:
+                console.print(
+                    f"[yellow]signing overran the start by {time.time() - t0:.1f} s: first beats leave late[/]"
+                )
+            steady = asyncio.run(steady_load(url, schedule, args.connections))
+            p50, p99 = ms(steady.latencies, 0.5), ms(steady.latencies, 0.99)
+            errors = sum(steady.errors.values())
+            figures.add(
+                f"{args.n:,} nodes every {args.interval:g} s for {per_node * args.interval:g} s",
+                f"{steady.offered_per_s:,.0f} /s offered, {len(schedule):,} sent",
+            )
+            figures.add("  latency p50", f"{p50:.1f} ms")
+            figures.add("  latency p99", f"{p99:.1f} ms", f"< {TARGET_P99_MS:g} ms", p99 < TARGET_P99_MS)
+            figures.add(
+                "  errors",
+                f"{errors}" + (f" {steady.errors}" if errors else ""),
+                "0",
+                errors == 0,
+            )
+            figures.add("  client lag (max)", f"{steady.max_lag_ms:.1f} ms")
+
+            # (3) dispatch: POST /tasks -> the probe's next heartbeat reply
+            console.print(f"steady phase done ({errors} errors); dispatch: {args.dispatches} tasks")
+            assign, withdraw = asyncio.run(dispatch(url, probe, args.dispatches))
+            figures.add(
+                f"POST /tasks -> in a heartbeat reply ({args.dispatches}x)",
+                f"p50 {ms(assign, 0.5):.0f} ms, p99 {ms(assign, 0.99):.0f} ms",
+            )
+            figures.add(
+                "DELETE /tasks -> gone from the reply",
+                f"p50 {ms(withdraw, 0.5):.0f} ms, p99 {ms(withdraw, 0.99):.0f} ms",
+            )
+        finally:
+            if orchestrator is not None:
+                orchestrator.terminate()
+                try:
+                    orchestrator.wait(15)
+                except subprocess.TimeoutExpired:
+                    console.print("[yellow]the orchestrator did not stop within 15 s of SIGTERM: killed[/]")
+                    orchestrator.kill()
+                    orchestrator.wait()
+            stop(anvil)
+            stop(redis)
+    table = Table(title=f"orchestrator under heartbeat load ({os.cpu_count()} CPUs, client and server share them)")
+    for column in ("measure", "figure", "target", "met"):
+        table.add_column(column)
+    for what, value, target, met in figures.rows:
+        table.add_row(what, value, target, "" if met is None else ("[green]yes[/]" if met else "[red]no[/]"))
+    console.print(table)
+    console.print(
+        "Dispatch here ends when the assignment is in a heartbeat reply; a real miner sees it at its next beat "
+        f"(up to {args.interval:g} s later), then pulls the image and starts the container."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
