@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +57,31 @@ def test_whole_network_runs_a_task_and_stops_cleanly(env: dict[str, str]) -> Non
     assert "tick 1" in demo.stdout
     node = role_account("node").address.lower()
     assert f"node {node} is Healthy" in demo.stderr
+
+    # The buyer's commands against the same network: replace the demo task with one of ours, read its output.
+    buyer = {**env, "PRIMENET_ORCHESTRATOR_URL": f"http://127.0.0.1:{env['PRIMENET_DEVNET_ORCHESTRATOR_PORT']}"}
+    buyer["PRIMENET_ADMIN_TOKEN"] = (Path(env["PRIMENET_DEVNET_STATE_DIR"]) / "admin.token").read_text().strip()
+    (demo_task,) = json.loads(run(buyer, "tasks", "ls", "--json").stdout)["tasks"]
+    assert run(buyer, "tasks", "rm", demo_task["id"]).returncode == 0
+    created = run(
+        buyer, "tasks", "create", "--name", "e2e", "--image", "local/primenet-busybox:1",
+        "--command", "sh -c 'echo e2e-output-$GREETING; sleep 300'", "--env", "GREETING=buyer", "--json",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+    task_id = json.loads(created.stdout)["id"]
+    deadline = time.monotonic() + 120
+    while True:
+        shown = json.loads(run(buyer, "tasks", "show", task_id, "--json").stdout)
+        if any(a["state"] == "running" for a in shown["assignments"].values()):
+            break
+        assert time.monotonic() < deadline, f"the task did not start: {shown}"
+        time.sleep(1)
+    deadline = time.monotonic() + 30
+    while "e2e-output-buyer" not in (logs := run(buyer, "logs", node, "--tail", "20")).stdout:
+        assert time.monotonic() < deadline, logs.stdout + logs.stderr
+        time.sleep(1)
+    nodes = json.loads(run(buyer, "nodes", "ls", "--json").stdout)
+    assert nodes["counts"].get("healthy") == 1
 
     status = run(env, "devnet", "status", "--json")
     processes = json.loads(status.stdout)["processes"]
