@@ -235,7 +235,7 @@ async def test_rate_limit_per_signer(http: httpx.AsyncClient) -> None:
         statuses.append(response.status_code)
     assert statuses == [200] * RATE_LIMIT + [429]
     assert error_code(response) == "rate_limited"
-    assert 1 <= int(response.headers["Retry-After"]) <= 61
+    assert int(response.headers["Retry-After"]) in range(1, 62)  # the rest of the 60 s window, at least 1 s
     # Another signer has its own budget.
     other = await http.post("/throttled", content=b"", headers=signed(admin, path="/throttled", body=b""))
     assert other.status_code == 200, other.text
