@@ -1,7 +1,8 @@
 """`make demo`'s two commands on free ports: the whole network comes up and a task runs on the miner.
 
 Real processes throughout: Anvil, Redis, discovery, validator (the proof-of-compute challenge), orchestrator and a
-miner running its task in Docker.
+miner running its task in Docker. Midway the orchestrator is killed and restarted (`devnet restart --kill`): a crash
+of the coordinator loses no record and restarts no work.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -23,6 +25,7 @@ from primenet.devnet.processes import cmdline_of, free_port
 PRIMENET = str(Path(sys.executable).with_name("primenet"))
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("ANVIL", "REDIS", "DISCOVERY", "ORCHESTRATOR", "MINER", "VALIDATOR")
+HEARTBEAT_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,7 @@ def env(tmp_path: Path, task_image: None) -> Iterator[dict[str, str]]:
         "PRIMENET_DEVNET_STATE_DIR": str(tmp_path / "devnet"),
         **{f"PRIMENET_DEVNET_{name}_PORT": str(free_port()) for name in SERVICES},
         "PRIMENET_DEVNET_SERVICES": "true",
+        "PRIMENET_DEVNET_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
     }
     yield values
     subprocess.run([PRIMENET, "devnet", "down"], env=values, capture_output=True, check=False, timeout=120)
@@ -44,6 +48,31 @@ def env(tmp_path: Path, task_image: None) -> Iterator[dict[str, str]]:
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PRIMENET, *args], env=env, capture_output=True, text=True, timeout=400, check=False)
+
+
+def task_containers(client: docker.DockerClient, node: str) -> list[Any]:
+    return [
+        c
+        for c in client.containers.list(all=True, filters={"label": "primenet.node"})
+        if c.labels.get("primenet.node", "").lower() == node
+    ]
+
+
+def listings(buyer: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`nodes ls` and `tasks ls` without what moves by itself (heartbeat times, container details)."""
+    nodes = json.loads(run(buyer, "nodes", "ls", "--json").stdout)
+    tasks = json.loads(run(buyer, "tasks", "ls", "--json").stdout)["tasks"]
+    return (
+        {
+            n["address"]: {"status": n["status"], "task_id": n["task_id"], "task_state": n["task_state"]}
+            for n in nodes["nodes"]
+        },
+        [{**t, "assignments": {node: a["state"] for node, a in t["assignments"].items()}} for t in tasks],
+    )
+
+
+def environ_of(pid: int) -> list[str]:
+    return sorted(Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0"))
 
 
 def test_whole_network_runs_a_task_and_stops_cleanly(env: dict[str, str]) -> None:
@@ -83,6 +112,45 @@ def test_whole_network_runs_a_task_and_stops_cleanly(env: dict[str, str]) -> Non
     nodes = json.loads(run(buyer, "nodes", "ls", "--json").stdout)
     assert nodes["counts"].get("healthy") == 1
 
+    # A crash of the coordinator: SIGKILL the orchestrator and start it again. Its records are in Redis and the work
+    # is on the miner, so the listings stay the same, the node stays Healthy and the task's container is untouched.
+    client = docker.from_env()
+    (container,) = task_containers(client, node)
+    started_at = container.attrs["State"]["StartedAt"]
+    nodes_before, tasks_before = listings(buyer)
+    assert [t["name"] for t in tasks_before] == ["e2e"]
+    assert nodes_before[node] == {"status": "healthy", "task_id": task_id, "task_state": "running"}
+    state_file = Path(env["PRIMENET_DEVNET_STATE_DIR"]) / "devnet.json"
+    old = json.loads(state_file.read_text())["processes"]["orchestrator"]
+    old_environ = environ_of(old["pid"])
+    restarted = run(env, "devnet", "restart", "orchestrator", "--kill", "--json")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr[-3000:]
+    restarted_at = time.time()
+    report = json.loads(restarted.stdout)
+    assert report["killed"] is True
+    new = json.loads(state_file.read_text())["processes"]["orchestrator"]
+    assert new["pid"] == report["pid"] != old["pid"]
+    assert cmdline_of(old["pid"]) is None
+    assert (new["cmdline"], new["log"], new["url"]) == (old["cmdline"], old["log"], old["url"])
+    assert environ_of(new["pid"]) == old_environ
+    # Healthy across at least two heartbeat intervals, with beats that reached the new orchestrator.
+    deadline = time.monotonic() + 60
+    while True:
+        nodes_after = json.loads(run(buyer, "nodes", "ls", "--json").stdout)["nodes"]
+        (view,) = (n for n in nodes_after if n["address"] == node)
+        assert view["status"] == "healthy", nodes_after
+        if time.time() - restarted_at >= 2 * HEARTBEAT_S and (view["last_heartbeat"] or 0) > restarted_at:
+            break
+        assert time.monotonic() < deadline, f"no heartbeat reached the restarted orchestrator: {view}"
+        time.sleep(0.5)
+    assert listings(buyer) == (nodes_before, tasks_before)
+    (after,) = task_containers(client, node)
+    after.reload()
+    assert after.id == container.id
+    assert after.status == "running"
+    assert after.attrs["State"]["StartedAt"] == started_at
+    assert after.attrs["RestartCount"] == 0
+
     status = run(env, "devnet", "status", "--json")
     processes = json.loads(status.stdout)["processes"]
     assert set(processes) == {"anvil", "redis", "discovery", "validator", "orchestrator", "miner"}
@@ -90,10 +158,4 @@ def test_whole_network_runs_a_task_and_stops_cleanly(env: dict[str, str]) -> Non
     assert down.returncode == 0, down.stderr
     for proc in processes.values():
         assert cmdline_of(proc["pid"]) is None, f"{proc['name']} is still running"
-    client = docker.from_env()
-    leftovers = [
-        c.name
-        for c in client.containers.list(all=True, filters={"label": "primenet.node"})
-        if c.labels.get("primenet.node", "").lower() == node
-    ]
-    assert leftovers == []
+    assert task_containers(client, node) == []

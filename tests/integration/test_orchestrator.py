@@ -85,7 +85,7 @@ def orchestrator_settings(devnet: DevnetState, discovery_url: str, prefix: str, 
         invite_retry_base_s=0.5,
         invite_retry_max_s=2.0,
         feed_timeout_s=1.0,
-        schedule_interval_s=0.3,
+        schedule_interval_s=30.0,  # the safety net only: every placement here must follow from an event
         key_prefix=prefix,
     )
 
@@ -253,3 +253,45 @@ async def test_a_node_goes_healthy_runs_a_task_dies_comes_back_and_survives_a_re
 def remove_containers(docker_client: Any, address: str) -> None:
     for container in docker_client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={address}"]}):
         container.remove(force=True)
+
+
+async def test_a_changed_assignment_reaches_the_miner_before_its_next_heartbeat(
+    devnet: DevnetState, new_node: NewNode, tmp_path: Path, docker_client: Any
+) -> None:
+    """Miners beat every minute here; the orchestrator's nudge makes a new task run, and a deleted one stop, within
+    seconds: the assignment still comes in a heartbeat reply, just an earlier one."""
+    prefix = "n" + secrets.token_hex(4)
+    node = await new_node(validated=True)
+    address = node.address.lower()
+    miner_port, orch_port = free_port(), free_port()
+    slow = {"heartbeat_interval_s": 60.0, "unhealthy_after_s": 120.0, "dead_after_s": 240.0}
+    with ExitStack() as stack:
+        discovery_url = stack.enter_context(
+            serve_in_thread(create_discovery(discovery_settings(devnet, "d" + prefix)), port=free_port())
+        )
+        settings = orchestrator_settings(devnet, discovery_url, prefix, orch_port).model_copy(update=slow)
+        api = Api(stack.enter_context(serve_in_thread(create_orchestrator(settings, manager), port=orch_port)))
+        msettings = miner_settings(devnet, tmp_path, miner_port, discovery_url).model_copy(update=slow)
+        stack.enter_context(serve_in_thread(create_miner(msettings, MinerKeys(provider, node), SPECS), port=miner_port))
+        stack.callback(remove_containers, docker_client, address)
+        await upload(discovery_url, node, miner_port)
+        await api.wait_status(address, "healthy")  # the invite itself makes the miner beat at once
+
+        created = await api.send(
+            "POST", "/tasks", {"name": "nudged", "image": IMAGE, "command": ["sleep", "300"], "nodes": 1}
+        )
+        assert created.status_code == 201, created.text
+        label = {"label": [f"{LABEL_NODE}={address}"]}
+
+        async def running() -> bool:
+            return any(c.status == "running" for c in docker_client.containers.list(filters=label))
+
+        await wait_for(running, "the task container, well before the next regular heartbeat", timeout_s=30)
+        assert (await api.send("DELETE", f"/tasks/{created.json()['id']}")).status_code == 200
+
+        async def removed() -> bool:
+            return not docker_client.containers.list(all=True, filters=label)
+
+        await wait_for(removed, "the container's removal, well before the next regular heartbeat", timeout_s=30)
+        metrics = (await api.get("/metrics/")).text
+        assert 'primenet_orchestrator_nudges_total{result="sent"}' in metrics

@@ -11,6 +11,7 @@ from primenet.orchestrator.decide import (
     OnHeartbeat,
     TaskNeed,
     Thresholds,
+    next_release,
     on_heartbeat,
     on_listing,
     on_silence,
@@ -109,6 +110,14 @@ def test_a_lost_node_keeps_its_task_for_the_grace_then_it_moves() -> None:
     nodes = [node("n1", status=S.UNHEALTHY, beat=95), node("n2")]
     assert schedule(tasks, nodes, {"n1": "a"}, now=100, grace_s=10) == {"n1": "a"}
     assert schedule(tasks, nodes, {"n1": "a"}, now=106, grace_s=10) == {"n2": "a"}
+
+
+def test_the_scheduler_looks_again_when_the_first_grace_ends() -> None:
+    nodes = [node("n1", status=S.UNHEALTHY, beat=95), node("n2", status=S.DEAD, beat=90), node("n3", beat=50)]
+    assert next_release(nodes, {"n1": "a", "n2": "a", "n3": "a"}, grace_s=10) == 100  # n2's; n3 is Healthy
+    assert next_release(nodes, {"n1": "a"}, grace_s=10) == 105
+    assert next_release(nodes, {"n3": "a"}, grace_s=10) is None  # Healthy nodes keep theirs with no deadline
+    assert next_release(nodes, {}, grace_s=10) is None
 
 
 def test_a_banned_node_loses_its_task_at_once() -> None:

@@ -7,10 +7,10 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from primenet.cli.validator import validator_app
+from primenet.core.discovery_client import ListedNode
 from primenet.core.models import ComputeSpecs, GpuDevice, NodeRecord
 from primenet.validator.challenge import DEFAULT_TABLE
 from primenet.validator.client import ChallengeResult, Outcome, claimed_gpu, miner_url
-from primenet.validator.feed import ListedNode
 from primenet.validator.policy import NodeState, RetryPolicy, Step, backoff_s, decide
 from primenet.validator.settings import FailureAction, ValidatorSettings
 

@@ -1,4 +1,4 @@
-"""`primenet devnet up|down|status|demo`: the local network behind `make demo` and the tests."""
+"""`primenet devnet up|down|status|restart|demo`: the local network behind `make demo` and the tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.table import Table
 
 from primenet.cli.output import console, fail, progress
 from primenet.devnet.local import Devnet, DevnetError, DevnetSettings, report
-from primenet.devnet.services import admin_token
+from primenet.devnet.services import SERVICES, admin_token
 
 devnet_app = typer.Typer(
     help="Run a local network: Anvil, Redis, the contracts and every service, on loopback ports.",
@@ -126,6 +126,57 @@ def status(state_dir: StateDir = None, as_json: AsJson = False) -> None:
         fail(str(exc))
     if not all(alive.values()):
         raise typer.Exit(1)
+
+
+@devnet_app.command()
+def restart(
+    service: Annotated[
+        str, typer.Argument(metavar="SERVICE", help=f"The service process to restart: {', '.join(SERVICES)}.")
+    ],
+    kill: Annotated[
+        bool,
+        typer.Option("--kill", help="Send SIGKILL at once instead of SIGTERM (then SIGKILL after 10 s): a crash."),
+    ] = False,
+    state_dir: StateDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Stop one service of the running devnet and start it again, e.g. to pick up new code or to test a crash.
+
+    The new process gets the same command line, environment and log file (appended) as `up` gave it; the state
+    file records its new pid, and the command returns once it answers /health. Only a recorded pid that still
+    runs the recorded command line is signalled. Anvil and Redis are not restarted this way: they hold the chain
+    and the data (use `down` and `up`). Exit status 2 when SERVICE or the devnet is not there, 1 when the service
+    did not come back.
+    """
+    if service in ("anvil", "redis"):
+        fail(
+            f"{service} is not restarted on its own (it holds the chain or the data): "
+            "run `primenet devnet down`, then `up`",
+            2,
+        )
+    if service not in SERVICES:
+        fail(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}", 2)
+    devnet = _devnet(state_dir)
+    try:
+        state = devnet.recorded()
+        if state is None:
+            fail(f"no devnet is running (no state in {devnet.state_path}): start one with `primenet devnet up`", 2)
+        if service not in state.processes:
+            fail(f"the devnet in {devnet.state_dir} runs no {service} (started with --chain-only?)", 2)
+        done = devnet.restart(service, kill=kill, progress=progress)
+    except DevnetError as exc:
+        fail(f"devnet restart failed: {exc}")
+    if as_json:
+        typer.echo(done.model_dump_json(indent=2))
+        return
+    if done.was_running:
+        before = f"pid {done.previous_pid} {'killed' if done.killed else 'stopped'}"
+    else:
+        before = f"pid {done.previous_pid} was not running"
+    console.print(
+        f"[green]{service} restarted[/green]: {before}; pid {done.pid} answers at {done.url} (log: {done.log})",
+        highlight=False,
+    )
 
 
 DEMO_IMAGE = "local/primenet-busybox:1"

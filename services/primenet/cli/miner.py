@@ -21,7 +21,6 @@ from typing import Annotated, Any, TypeVar
 import aiohttp
 import httpx
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.table import Table
 
@@ -29,6 +28,7 @@ from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.chain.errors import ChainError, ContractRevertError
 from primenet.cli.output import console, fail, progress
+from primenet.core.app import serve
 from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging
 from primenet.miner.checks import CheckOptions, CheckReport, render_text, run_checks
@@ -139,7 +139,7 @@ def run() -> None:
     except FileNotFoundError as exc:
         fail(str(exc), 2)
     progress(f"API on {settings.host}:{settings.port} (requests signed for audience {keys.node.address.lower()})")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    serve(app, host=settings.host, port=settings.port)
 
 
 def _print_outcome(outcome: Outcome) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uvicorn
 from pydantic import ValidationError
 
 from primenet.cli.output import fail
+from primenet.core.app import serve
 from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging
 
@@ -26,4 +26,4 @@ def orchestrator() -> None:
     except (PrivateKeyError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    serve(app, host=settings.host, port=settings.port)

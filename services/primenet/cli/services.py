@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 
 from primenet.cli.orchestrator import orchestrator
 from primenet.cli.output import fail
+from primenet.core.app import serve
 from primenet.core.logs import configure_logging
 
 
@@ -25,7 +25,7 @@ def discovery() -> None:
     except FileNotFoundError as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    serve(app, host=settings.host, port=settings.port)
 
 
 def register(app: typer.Typer) -> None:

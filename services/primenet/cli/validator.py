@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from eth_account.signers.local import LocalAccount
 from pydantic import ValidationError
 from rich.table import Table
 
 from primenet.chain.deployment import Deployment
 from primenet.cli.output import console, fail, progress
+from primenet.core.app import serve
 from primenet.core.challenge import MatrixDtype
+from primenet.core.discovery_client import DiscoveryError, DiscoveryReader
 from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging
 from primenet.validator.client import CPU_MODEL, ChallengeClient, ChallengeResult, Outcome, Target
-from primenet.validator.feed import DiscoveryError, DiscoveryReader
 from primenet.validator.settings import ValidatorSettings, load_validator_account
 
 validator_app = typer.Typer(no_args_is_help=True)
@@ -60,7 +60,7 @@ def run() -> None:
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    serve(app, host=settings.host, port=settings.port)
 
 
 @validator_app.command()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
@@ -16,6 +17,7 @@ from primenet.core.errors import install_error_handlers
 from primenet.core.limits import BodySizeLimit
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+GRACEFUL_STOP_S = 10  # a stop waits this long for requests in flight (long-polls included), then closes them
 
 
 def service_app(*, title: str, max_body_bytes: int, lifespan: Lifespan | None = None) -> FastAPI:
@@ -38,3 +40,8 @@ async def background(**loops: Coroutine[Any, Any, None]) -> AsyncIterator[dict[s
         for task in tasks.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def serve(app: FastAPI, *, host: str, port: int) -> None:
+    """Run a service until SIGINT or SIGTERM; logging is already configured (structlog), so uvicorn's is off."""
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=GRACEFUL_STOP_S)

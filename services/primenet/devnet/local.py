@@ -1,8 +1,9 @@
 """The local devnet: a real Anvil chain and a real Redis as background processes on loopback ports.
 
 `up` starts what is not running, waits until each server answers and records pid, port and log file in
-`<state_dir>/devnet.json`; `down` stops exactly the recorded processes. The test suite uses the same code on
-free ports, so integration tests talk to the same servers a developer runs.
+`<state_dir>/devnet.json`; `down` stops exactly the recorded processes; `restart` stops one service process and
+starts it again as `up` did. The test suite uses the same code on free ports, so integration tests talk to the
+same servers a developer runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from primenet.devnet.processes import (
     stop,
     wait_ready,
 )
-from primenet.devnet.services import ServiceLauncher, remove_task_containers
+from primenet.devnet.services import SERVICES, LaunchConfig, ServiceLauncher, remove_task_containers
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STATE_FILE = "devnet.json"
@@ -60,6 +61,12 @@ class DevnetSettings(BaseSettings):
     orchestrator_port: int = Field(8090, ge=1, le=65535)
     miner_port: int = Field(8091, ge=1, le=65535)
     validator_port: int = Field(8093, ge=1, le=65535)
+    heartbeat_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="seconds between the miner's heartbeats, given to the orchestrator and the miner (snappy on a "
+        "devnet; production defaults are slower); it must stay under the orchestrator's unhealthy_after_s (45)",
+    )
 
     def ports(self) -> dict[str, int]:
         ports = {"anvil": self.anvil_port, "redis": self.redis_port}
@@ -78,6 +85,7 @@ class DevnetState(BaseModel):
     chain_id: int
     processes: dict[str, ManagedProcess]
     deployment_file: str
+    launch: LaunchConfig | None = Field(None, description="what the services were started from (None: chain only)")
 
     @property
     def rpc_url(self) -> str:
@@ -179,8 +187,9 @@ class Devnet:
             deployment, fresh = asyncio.run(prepare_chain(started["anvil"].url, self.deployment(), progress))
             if fresh:
                 deployment.save(self.deployment_path)
-            if s.services:
-                started |= self._launcher(started, progress).start_all()
+            launch = self._launch_config(started["anvil"].url) if s.services else None
+            if launch is not None:
+                started |= self._launcher(launch, progress).start_all()
         except Exception:
             for proc in reversed(started.values()):
                 stop(proc)
@@ -190,11 +199,15 @@ class Devnet:
             chain_id=s.chain_id,
             processes=started,
             deployment_file=str(self.deployment_path),
+            launch=launch,
         )
+        self._save(state)
+        return state, True
+
+    def _save(self, state: DevnetState) -> None:
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(state.model_dump_json(indent=2))
         tmp.replace(self.state_path)
-        return state, True
 
     def down(self) -> list[str]:
         """Stop the recorded processes and forget them; returns the names of those that were running."""
@@ -208,19 +221,57 @@ class Devnet:
         self.state_path.unlink(missing_ok=True)
         return stopped
 
+    def restart(
+        self, name: str, *, kill: bool = False, progress: Callable[[str], None] = lambda _: None
+    ) -> RestartReport:
+        """Stop one service process (SIGTERM, then SIGKILL after a grace; SIGKILL at once with `kill`) and start it
+        again with the command line, environment and log file that `up` gave it; wait until it answers /health
+        and record its new pid. Anvil and Redis hold the chain and the data: `down` and `up` restart those."""
+        if name not in SERVICES:
+            raise DevnetError(f"{name!r} is not a service that restart manages; choose one of {', '.join(SERVICES)}")
+        state = self.recorded()
+        if state is None:
+            raise DevnetError(f"no devnet is running (no state in {self.state_path}): start one with `devnet up`")
+        if state.launch is None or name not in state.processes:
+            raise DevnetError(
+                f"the devnet in {self.state_dir} runs no {name} (started with --chain-only, or by an older primenet: "
+                "run `primenet devnet down`, then `up`)"
+            )
+        old = state.processes[name]
+        try:
+            new, was_running = self._launcher(state.launch, progress).restart(old, kill=kill)
+        except ProcessStartError as exc:
+            raise DevnetError(str(exc)) from None
+        # Re-read: only this entry changes, whatever else happened to the file while the service started.
+        current = self.recorded() or state
+        current.processes[name] = new
+        self._save(current)
+        return RestartReport(
+            name=name,
+            previous_pid=old.pid,
+            was_running=was_running,
+            killed=kill and was_running,
+            pid=new.pid,
+            url=new.url,
+            log=new.log,
+        )
+
     # --- the servers -------------------------------------------------------------------------------
 
-    def _launcher(self, started: dict[str, ManagedProcess], progress: Callable[[str], None]) -> ServiceLauncher:
+    def _launch_config(self, rpc_url: str) -> LaunchConfig:
         s = self.settings
-        return ServiceLauncher(
-            state_dir=self.state_dir,
+        return LaunchConfig(
             host=s.host,
             ports=s.ports(),
-            rpc_url=started["anvil"].url,
+            rpc_url=rpc_url,
             redis_port=s.redis_port,
-            deployment_file=self.deployment_path,
-            timeout_s=s.start_timeout_s,
-            progress=progress,
+            deployment_file=str(self.deployment_path),
+            heartbeat_interval_s=s.heartbeat_interval_s,
+        )
+
+    def _launcher(self, launch: LaunchConfig, progress: Callable[[str], None]) -> ServiceLauncher:
+        return ServiceLauncher(
+            launch, state_dir=self.state_dir, timeout_s=self.settings.start_timeout_s, progress=progress
         )
 
     def start_anvil(self) -> ManagedProcess:
@@ -284,6 +335,18 @@ class ProcessReport(BaseModel):
     url: str
     log: str
     running: bool
+
+
+class RestartReport(BaseModel):
+    """What `primenet devnet restart` did (printed as JSON with --json)."""
+
+    name: str
+    previous_pid: int
+    was_running: bool = Field(description="whether the recorded process still ran (False: it had already died)")
+    killed: bool = Field(description="stopped with SIGKILL at once, as a crash would")
+    pid: int
+    url: str
+    log: str
 
 
 class RoleReport(BaseModel):

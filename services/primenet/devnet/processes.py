@@ -35,9 +35,17 @@ class ManagedProcess(BaseModel):
 
     @classmethod
     def of(cls, name: str, process: subprocess.Popen[bytes], *, port: int, url: str, log: Path) -> ManagedProcess:
-        """Record a started process with the kernel's view of its command line (what `stop` compares)."""
-        cmdline = cmdline_of(process.pid) or []
-        return cls(name=name, pid=process.pid, port=port, url=url, log=str(log), cmdline=cmdline)
+        """Record a started process with the kernel's view of its command line (what `stop` compares).
+
+        `Popen` returns while the kernel may still be setting up the new program, whose command line then reads
+        empty for a moment: wait for it, since a process recorded without one could never be stopped.
+        """
+        deadline = time.monotonic() + 5.0
+        while (cmdline := cmdline_of(process.pid)) is None and process.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        return cls(name=name, pid=process.pid, port=port, url=url, log=str(log), cmdline=cmdline or [])
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -112,12 +120,13 @@ def is_running(process: ManagedProcess) -> bool:
     return cmdline_of(process.pid) == process.cmdline
 
 
-def stop(process: ManagedProcess, *, timeout_s: float = 10.0) -> bool:
-    """SIGTERM, then SIGKILL after `timeout_s`; returns whether our process was running."""
+def stop(process: ManagedProcess, *, timeout_s: float = 10.0, kill: bool = False) -> bool:
+    """SIGTERM, then SIGKILL after `timeout_s` (with `kill`, SIGKILL at once, as a crash would); returns whether
+    our process was running. Returns once the process is gone."""
     if not is_running(process):
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, signal.SIGTERM)
+        os.kill(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while is_running(process):
         if time.monotonic() > deadline:

@@ -20,6 +20,7 @@ import docker
 import docker.errors
 import httpx
 from eth_account.signers.local import LocalAccount
+from pydantic import BaseModel, Field
 
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
@@ -28,7 +29,22 @@ from primenet.devnet.processes import ManagedProcess, ProcessStartError, spawn, 
 from primenet.miner.runner import LABEL_NODE
 
 PRIMENET = str(Path(sys.executable).with_name("primenet"))
-DEMO_HEARTBEAT_S = 2.0  # snappy on a devnet; production defaults are slower
+SERVICES = ("discovery", "validator", "orchestrator", "miner")  # the managed service processes, in start order
+
+
+class LaunchConfig(BaseModel):
+    """What the services' command lines and environments are built from.
+
+    `up` records it in the state file, so `restart` rebuilds a service exactly as `up` started it, whatever the
+    settings of the shell that restarts it say.
+    """
+
+    host: str
+    ports: dict[str, int]
+    rpc_url: str
+    redis_port: int
+    deployment_file: str
+    heartbeat_interval_s: float = Field(gt=0)
 
 
 def _key_file(folder: Path, name: str, account: LocalAccount) -> Path:
@@ -61,111 +77,137 @@ def _healthy(url: str) -> Callable[[], bool]:
 
 class ServiceLauncher:
     def __init__(
-        self,
-        *,
-        state_dir: Path,
-        host: str,
-        ports: dict[str, int],
-        rpc_url: str,
-        redis_port: int,
-        deployment_file: Path,
-        timeout_s: float,
-        progress: Callable[[str], None],
+        self, config: LaunchConfig, *, state_dir: Path, timeout_s: float, progress: Callable[[str], None]
     ) -> None:
+        self.config = config
         self.state_dir = state_dir
-        self.host = host
-        self.ports = ports
-        self.rpc_url = rpc_url
-        self.redis_port = redis_port
-        self.deployment_file = deployment_file
         self.timeout_s = timeout_s
         self.progress = progress
         self.keys = state_dir / "keys"
 
     def url(self, service: str) -> str:
-        return f"http://{self.host}:{self.ports[service]}"
+        return f"http://{self.config.host}:{self.config.ports[service]}"
 
     def _env(self, service: str, db: int, **extra: str) -> dict[str, str]:
+        c = self.config
         return {
-            "PRIMENET_HOST": self.host,
-            "PRIMENET_PORT": str(self.ports[service]),
-            "PRIMENET_RPC_URL": self.rpc_url,
-            "PRIMENET_REDIS_URL": f"redis://{self.host}:{self.redis_port}/{db}",
-            "PRIMENET_DEPLOYMENT_FILE": str(self.deployment_file),
+            "PRIMENET_HOST": c.host,
+            "PRIMENET_PORT": str(c.ports[service]),
+            "PRIMENET_RPC_URL": c.rpc_url,
+            "PRIMENET_REDIS_URL": f"redis://{c.host}:{c.redis_port}/{db}",
+            "PRIMENET_DEPLOYMENT_FILE": c.deployment_file,
             "PRIMENET_DISCOVERY_URL": self.url("discovery"),
             "PRIMENET_LOG_LEVEL": "info",
             **extra,
         }
 
-    def _start(self, service: str, args: list[str], env: dict[str, str], *, wait: bool = True) -> ManagedProcess:
+    def command(self, service: str) -> tuple[list[str], dict[str, str]]:
+        """`service`'s command line (`primenet` and its arguments) and the environment added to it.
+
+        The one place that says how each service is started: `start_all` and `restart` both come here.
+        """
+        heartbeat = str(self.config.heartbeat_interval_s)
+        if service == "discovery":
+            return [PRIMENET, "discovery"], self._env(service, 1)
+        if service == "validator":
+            key = _key_file(self.keys, "validator", role_account("validator"))
+            env = self._env(service, 2, PRIMENET_VALIDATOR_KEY_FILE=str(key), PRIMENET_RETRY_BASE_S="5")
+            return [PRIMENET, "validator", "run"], env
+        if service == "orchestrator":
+            env = self._env(
+                service,
+                3,
+                PRIMENET_MANAGER_KEY_FILE=str(_key_file(self.keys, "orchestrator", role_account("orchestrator"))),
+                PRIMENET_ADMIN_TOKEN=admin_token(self.state_dir),
+                PRIMENET_PUBLIC_URL=self.url(service),
+                PRIMENET_HEARTBEAT_INTERVAL_S=heartbeat,
+            )
+            return [PRIMENET, "orchestrator"], env
+        if service == "miner":
+            miner_dir = self.state_dir / "miner"
+            env = self._env(
+                service,
+                4,
+                PRIMENET_PROVIDER_KEY_FILE=str(_key_file(self.keys, "provider", role_account("provider"))),
+                PRIMENET_NODE_KEY_FILE=str(_key_file(self.keys, "node", role_account("node"))),
+                PRIMENET_STORAGE_PATH=str(miner_dir / "storage"),
+                PRIMENET_STATE_DIR=str(miner_dir),
+                PRIMENET_PUBLIC_IP=self.config.host,
+                PRIMENET_HEARTBEAT_INTERVAL_S=heartbeat,
+                PRIMENET_WHITELIST_POLL_S="1",
+            )
+            return [PRIMENET, "miner", "run"], env
+        raise ValueError(f"unknown service {service!r}; the services are {', '.join(SERVICES)}")
+
+    def _ready_timeout_s(self, service: str) -> float:
+        # The miner's API comes up only once its node is registered on chain and its record is in discovery.
+        return self.timeout_s * 3 if service == "miner" else self.timeout_s
+
+    def start(self, service: str, *, wait: bool = True) -> ManagedProcess:
+        """Start `service` with its log in `<state_dir>/<service>.log`; with `wait`, until it answers /health."""
         log = self.state_dir / f"{service}.log"
-        cmd = [PRIMENET, *args]
+        cmd, env = self.command(service)
         process = spawn(cmd, log, env=env)
         if wait:
             try:
-                wait_ready(process, _healthy(self.url(service)), name=service, log_path=log, timeout_s=self.timeout_s)
+                wait_ready(
+                    process,
+                    _healthy(self.url(service)),
+                    name=service,
+                    log_path=log,
+                    timeout_s=self._ready_timeout_s(service),
+                )
             except ProcessStartError:
                 process.kill()
                 process.wait()
                 raise
         self.progress(f"{service} {'answers' if wait else 'started'} at {self.url(service)}")
-        return ManagedProcess.of(service, process, port=self.ports[service], url=self.url(service), log=log)
+        return ManagedProcess.of(service, process, port=self.config.ports[service], url=self.url(service), log=log)
 
     def start_all(self) -> dict[str, ManagedProcess]:
         started: dict[str, ManagedProcess] = {}
         try:
-            started["discovery"] = self._start("discovery", ["discovery"], self._env("discovery", 1))
-            validator_key = _key_file(self.keys, "validator", role_account("validator"))
-            started["validator"] = self._start(
-                "validator",
-                ["validator", "run"],
-                self._env("validator", 2, PRIMENET_VALIDATOR_KEY_FILE=str(validator_key), PRIMENET_RETRY_BASE_S="5"),
-            )
-            manager_key = _key_file(self.keys, "orchestrator", role_account("orchestrator"))
-            started["orchestrator"] = self._start(
-                "orchestrator",
-                ["orchestrator"],
-                self._env(
-                    "orchestrator",
-                    3,
-                    PRIMENET_MANAGER_KEY_FILE=str(manager_key),
-                    PRIMENET_ADMIN_TOKEN=admin_token(self.state_dir),
-                    PRIMENET_PUBLIC_URL=self.url("orchestrator"),
-                    PRIMENET_HEARTBEAT_INTERVAL_S=str(DEMO_HEARTBEAT_S),
-                ),
-            )
-            started["miner"] = self._start_miner()
+            for service in SERVICES:
+                started[service] = self._start_miner() if service == "miner" else self.start(service)
         except Exception:
             for process in reversed(started.values()):
                 stop(process)
             raise
         return started
 
+    def restart(self, recorded: ManagedProcess, *, kill: bool = False) -> tuple[ManagedProcess, bool]:
+        """Stop the recorded process of a service and start it again as `start_all` did; wait for its /health.
+
+        SIGTERM then SIGKILL after a grace, or SIGKILL at once with `kill` (a crash). The recorded pid is signalled
+        only while it still runs the recorded command line. Returns the new record and whether the old one ran.
+        """
+        service = recorded.name
+        cmd, _ = self.command(service)
+        # The kernel shows a script as `<interpreter> <script> <args>`: the recorded line ends with what we start.
+        if recorded.cmdline[-len(cmd) :] != cmd:
+            raise ProcessStartError(
+                f"{service} was started as `{' '.join(recorded.cmdline)}`, but this primenet would start "
+                f"`{' '.join(cmd)}`; restart it with the primenet that ran `devnet up`, or run `devnet down` and `up`"
+            )
+        was_running = stop(recorded, kill=kill)
+        how = "killed (SIGKILL)" if kill else "stopped"
+        self.progress(f"{service} (pid {recorded.pid}) {how}" if was_running else f"{service} was not running")
+        if service == "miner":
+            self.progress("the miner's task containers keep running; the new miner re-attaches to them")
+        return self.start(service), was_running
+
     def _start_miner(self) -> ManagedProcess:
-        miner_dir = self.state_dir / "miner"
-        env = self._env(
-            "miner",
-            4,
-            PRIMENET_PROVIDER_KEY_FILE=str(_key_file(self.keys, "provider", role_account("provider"))),
-            PRIMENET_NODE_KEY_FILE=str(_key_file(self.keys, "node", role_account("node"))),
-            PRIMENET_STORAGE_PATH=str(miner_dir / "storage"),
-            PRIMENET_STATE_DIR=str(miner_dir),
-            PRIMENET_PUBLIC_IP=self.host,
-            PRIMENET_HEARTBEAT_INTERVAL_S=str(DEMO_HEARTBEAT_S),
-            PRIMENET_WHITELIST_POLL_S="1",
-        )
-        process = self._start("miner", ["miner", "run"], env, wait=False)
-        asyncio.run(self._whitelist_provider())
+        process = self.start("miner", wait=False)
         log = Path(process.log)
         try:
-            # The miner's API comes up once its node is registered and its record is in discovery.
-            deadline = time.monotonic() + self.timeout_s * 3
+            asyncio.run(self._whitelist_provider())
+            deadline = time.monotonic() + self._ready_timeout_s("miner")
             check = _healthy(self.url("miner"))
             while not check():
                 if time.monotonic() > deadline:
                     raise ProcessStartError(f"the miner did not come up; see {log}")
                 time.sleep(0.2)
-        except ProcessStartError:
+        except Exception:  # a failed whitelist or wait: the miner is not recorded yet, so stop it here
             stop(process)
             raise
         self.progress(f"miner registered and answering at {self.url('miner')}")
@@ -174,7 +216,8 @@ class ServiceLauncher:
     async def _whitelist_provider(self) -> None:
         """Wait until the miner registered its provider, then whitelist it as the federator."""
         provider = role_account("provider").address
-        async with Network.connect(self.rpc_url, Deployment.load(self.deployment_file)) as network:
+        deployment = Deployment.load(Path(self.config.deployment_file))
+        async with Network.connect(self.config.rpc_url, deployment) as network:
             deadline = time.monotonic() + self.timeout_s * 3
             while not (info := await network.provider(provider)).is_registered:
                 if time.monotonic() > deadline:

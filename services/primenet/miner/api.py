@@ -4,6 +4,7 @@ audience = the node's address in lower case, so a request signed for one miner c
     POST /invite             pool creator or compute manager (read from chain)   join the pool, start heartbeats
     GET  /task/logs?tail=N   pool creator or compute manager                    the task container's last lines
     POST /task/restart       pool creator or compute manager                    restart the task container
+    POST /heartbeat/now      pool creator or compute manager                    beat now (the assignment changed)
     POST /challenge/commit   VALIDATOR_ROLE holder (on chain, cached)           round 1: Challenge -> Commitment
     POST /challenge/open     VALIDATOR_ROLE holder                              round 2: Reveal -> Opening
     GET  /health, GET /metrics
@@ -181,6 +182,13 @@ def add_routes(app: FastAPI, miner: "Miner", backend: Backend) -> None:
             return await miner.runner.restart()
         except NoTaskContainerError as exc:
             raise ApiError(404, "no_task", str(exc)) from None
+
+    @app.post("/heartbeat/now", tags=["task"], status_code=202)
+    async def heartbeat_now(_: Annotated[Signer, Depends(pool_owner)]) -> dict[str, str]:
+        """The orchestrator's hint that this node's assignment changed: beat at once instead of at the next interval.
+        Only a hint: the assignment itself still comes in the (signed, authoritative) heartbeat reply."""
+        miner.heartbeat.wake()
+        return {"result": "beating"}
 
     # --- challenge -----------------------------------------------------------------------------------
 

@@ -16,21 +16,22 @@ from typing import Annotated, Any
 
 from eth_account.signers.local import LocalAccount
 from fastapi import Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
-from primenet.chain.errors import ChainError
+from primenet.chain.errors import ChainError, ContractRevertError
 from primenet.core.admin import bearer, require_admin
 from primenet.core.app import background, service_app
 from primenet.core.auth import RequestAuthenticator, Signer
+from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.errors import ApiError
 from primenet.core.models import ADDRESS_PATTERN, Heartbeat, HeartbeatReply
 from primenet.core.redisdb import connect
 from primenet.core.requirements import RequirementsError, parse
 from primenet.orchestrator.loops import HeartbeatRefusedError, Orchestrator
 from primenet.orchestrator.models import NodeStatus, NodeView, StoredTask, TaskRequest, TaskView
-from primenet.orchestrator.peers import DiscoveryClient, MinerClient, PeerError
+from primenet.orchestrator.peers import MinerClient, PeerError
 from primenet.orchestrator.settings import OrchestratorSettings
 from primenet.orchestrator.store import NodeRow, OrchestratorStore
 
@@ -44,12 +45,8 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     redis = connect(settings.redis_url)
     network = Network.connect(settings.rpc_url, deployment)
     store = OrchestratorStore(redis, prefix=settings.key_prefix)
-    discovery = DiscoveryClient(
-        settings.discovery_url,
-        manager,
-        chain_id=deployment.chain_id,
-        pool_id=settings.pool_id,
-        audience=settings.discovery_audience,
+    discovery = DiscoveryReader(
+        settings.discovery_url, manager, chain_id=deployment.chain_id, audience=settings.discovery_audience
     )
     miners = MinerClient(manager, chain_id=deployment.chain_id, timeout_s=settings.miner_timeout_s)
     orchestrator = Orchestrator(
@@ -93,13 +90,15 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
 
     # --- heartbeat ----------------------------------------------------------------------------------------
 
-    @app.post("/heartbeat", tags=["nodes"])
-    async def heartbeat(body: Heartbeat, signer: Annotated[Signer, Depends(nodes_auth)]) -> HeartbeatReply:
+    @app.post("/heartbeat", tags=["nodes"], response_model=HeartbeatReply)
+    async def heartbeat(body: Heartbeat, signer: Annotated[Signer, Depends(nodes_auth)]) -> Response:
         """A node's beat: its task state in, its assignment out (none unless the node is Healthy)."""
         try:
-            return HeartbeatReply(assignment=await orchestrator.heartbeat(signer.address, body))
+            assignment = await orchestrator.heartbeat(signer.address, body)
         except HeartbeatRefusedError as exc:
             raise ApiError(403, exc.code, str(exc)) from None
+        # Serialized here, once: FastAPI would dump, validate and dump the reply again (the hottest route).
+        return Response(HeartbeatReply(assignment=assignment).model_dump_json(), media_type="application/json")
 
     # --- tasks --------------------------------------------------------------------------------------------
 
@@ -129,8 +128,10 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     @app.delete("/tasks/{task_id}", tags=["tasks"], dependencies=[Depends(admin)])
     async def delete_task(task_id: Annotated[str, Path(max_length=64)]) -> dict[str, str]:
         """Withdraws the task: its nodes get no assignment in their next heartbeat and remove the container."""
-        if not await store.delete_task(task_id):
+        withdrawn = await store.delete_task(task_id)
+        if withdrawn is None:
             raise ApiError(404, "task_not_found", f"no task {task_id}")
+        orchestrator.nudge(withdrawn)
         orchestrator.changed.set()
         return {"deleted": task_id}
 
@@ -169,6 +170,8 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
         node = await known_node(address)
         try:
             receipt = await network.blacklist_node(orchestrator.transactor, settings.pool_id, node.address)
+        except ContractRevertError as exc:
+            raise ApiError(409, "chain_refused", f"the pool contract refused blacklistNode: {exc}") from None
         except ChainError as exc:
             raise ApiError(502, "chain_error", f"blacklistNode failed: {exc}") from None
         previous = await store.transition(node.address, NodeStatus.BANNED, now=time.time())
@@ -202,6 +205,10 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
 
 
 def _miner_failure(exc: PeerError) -> ApiError:
+    """The miner's answer as ours: "no task there" is a plain 404 for the caller; a miner that cannot be reached or
+    refuses our signed request is a gateway failure (502), the caller's request was fine."""
     if exc.status is None:
         return ApiError(502, "miner_unreachable", str(exc))
+    if exc.status == 404 and exc.code == "no_task":
+        return ApiError(404, "no_task", f"the node runs no task container: {exc}")
     return ApiError(502, "miner_error", f"the miner answered {exc.status}: {exc}")

@@ -145,3 +145,16 @@ def schedule(
                 count[task.task_id] += 1
                 break
     return wanted
+
+
+def next_release(nodes: Iterable[NodeFacts], wanted: Mapping[str, str], *, grace_s: float) -> float | None:
+    """When the first lost node that keeps its task (within its grace) would lose it: the time the scheduler must
+    look again even if nothing else changes. None when no such node."""
+    return min(
+        (
+            node.last_heartbeat + grace_s
+            for node in nodes
+            if node.address in wanted and node.status is not NodeStatus.HEALTHY and node.last_heartbeat is not None
+        ),
+        default=None,
+    )

@@ -5,7 +5,8 @@
     inviter     every Discovered node validated on chain gets a signed EIP-712 invite, up to `invite_concurrency`
                 at once; a failure only backs that node off (doubling), it never stops the round
     health      silence -> Unhealthy -> Dead; Waiting too long -> Discovered; Dead and still in the pool -> ejectNode
-    scheduler   recomputes assignments (`decide.schedule`) every `schedule_interval_s` and on every change
+    scheduler   recomputes assignments (`decide.schedule`) on every change, when a lost node's grace ends, and at
+                least every `schedule_interval_s`; nodes whose assignment changed are nudged to beat at once
 
 All state is in Redis (`store`), so a restarted orchestrator resumes where the last one stopped.
 """
@@ -27,20 +28,21 @@ from primenet.chain.contracts import Network
 from primenet.chain.eip712 import PoolInvite
 from primenet.chain.rpc import checksum
 from primenet.chain.tx import Transactor
+from primenet.core.discovery_client import DiscoveryReader, ListedNode
 from primenet.core.models import FeedPage, Heartbeat, InviteRequest, TaskSpec
 from primenet.core.requirements import parse
 from primenet.orchestrator.decide import (
-    NodeFacts,
     OnHeartbeat,
     TaskNeed,
     Thresholds,
+    next_release,
     on_heartbeat,
     on_listing,
     on_silence,
     schedule,
 )
 from primenet.orchestrator.models import NodeStatus
-from primenet.orchestrator.peers import DiscoveryClient, ListedNode, MinerClient, PeerError
+from primenet.orchestrator.peers import MinerClient, PeerError
 from primenet.orchestrator.settings import OrchestratorSettings
 from primenet.orchestrator.store import NodeRow, OrchestratorStore, heartbeat_fields
 
@@ -52,7 +54,11 @@ ASSIGNMENTS = Gauge("primenet_orchestrator_assignments", "Nodes with an assigned
 HEARTBEATS = Counter("primenet_orchestrator_heartbeats", "Heartbeats received, by outcome", ["outcome"])
 INVITES = Counter("primenet_orchestrator_invites", "Invites sent, by result", ["result"])
 EJECTIONS = Counter("primenet_orchestrator_ejections", "ejectNode transactions, by result", ["result"])
+NUDGES = Counter("primenet_orchestrator_nudges", "Miners told to beat now, by result", ["result"])
 TRANSITIONS = Counter("primenet_orchestrator_transitions", "Node status changes, by new status", ["status"])
+
+BEAT_MAKES_HEALTHY = frozenset(s for s in NodeStatus if on_heartbeat(s) is OnHeartbeat.HEALTHY)
+BEAT_REFUSED = frozenset(s for s in NodeStatus if on_heartbeat(s) is OnHeartbeat.REFUSE)
 
 
 class HeartbeatRefusedError(Exception):
@@ -89,7 +95,7 @@ class Orchestrator:
         store: OrchestratorStore,
         network: Network,
         manager: LocalAccount,
-        discovery: DiscoveryClient,
+        discovery: DiscoveryReader,
         miners: MinerClient,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -109,6 +115,7 @@ class Orchestrator:
         )
         self.changed = asyncio.Event()  # set on anything the scheduler should react to at once
         self.invites = asyncio.Semaphore(settings.invite_concurrency)
+        self._nudges: set[asyncio.Task[None]] = set()
 
     async def moved(self, address: str, to: NodeStatus, previous: NodeStatus | None) -> None:
         if previous is not None and previous is not to:
@@ -122,33 +129,57 @@ class Orchestrator:
         """Record a beat, move the node's status, and answer with its assignment (only while Healthy)."""
         if signer != beat.address:
             raise HeartbeatRefusedError("address_mismatch", f"signed by {signer}, the body claims {beat.address}")
-        node = await self.store.node(beat.address)
-        if node is None:
+        now = self.clock()
+        fields = heartbeat_fields(now, beat.version, beat.model_dump(mode="json"))
+        outcome = await self.store.beat(
+            beat.address, fields, now=now, healthy_from=BEAT_MAKES_HEALTHY, refused=BEAT_REFUSED
+        )
+        status = outcome.previous
+        if status is None:
             HEARTBEATS.labels("unknown").inc()
             raise HeartbeatRefusedError("unknown_node", f"{beat.address} is not a node of this orchestrator's pool")
-        step = on_heartbeat(node.status)
-        if step is OnHeartbeat.REFUSE:
+        if status in BEAT_REFUSED:
             HEARTBEATS.labels("banned").inc()
             raise HeartbeatRefusedError("node_banned", f"{beat.address} is banned from this pool")
-        now = self.clock()
-        await self.store.set_fields(beat.address, heartbeat_fields(now, beat.version, beat.model_dump(mode="json")))
         HEARTBEATS.labels("ok").inc()
-        status = node.status
-        if step is OnHeartbeat.HEALTHY:
-            to = NodeStatus.HEALTHY
-        elif step is OnHeartbeat.CHECK_POOL:
+        if status in BEAT_MAKES_HEALTHY:  # the store moved it already, in the same step
+            await self.moved(beat.address, NodeStatus.HEALTHY, status)
+            return outcome.task
+        # The rare path: the node was out of the pool's running set; the chain decides where it goes.
+        if on_heartbeat(status) is OnHeartbeat.CHECK_POOL:
             in_pool = await self.network.is_node_in_pool(self.settings.pool_id, beat.address)
             to = NodeStatus.HEALTHY if in_pool else NodeStatus.DISCOVERED
         else:
             to = NodeStatus.DISCOVERED
-        fields = {"invite_failures": "0", "next_invite_at": "0"} if to is NodeStatus.DISCOVERED else None
-        previous = await self.store.transition(beat.address, to, now=now, expected=[status], fields=fields)
+        reset = {"invite_failures": "0", "next_invite_at": "0"} if to is NodeStatus.DISCOVERED else None
+        previous = await self.store.transition(beat.address, to, now=now, expected=[status], fields=reset)
         await self.moved(beat.address, to, previous)
-        if previous is None or to is not NodeStatus.HEALTHY:
-            return None
-        task_id = await self.store.assignment(beat.address)
-        task = await self.store.task(task_id) if task_id else None
-        return task.spec() if task else None
+        # Its assignment (if any) comes with its next beat, once it is Healthy.
+        return None
+
+    def nudge(self, addresses: list[str]) -> None:
+        """Tell the miners of these nodes (whose assignment changed) to beat now rather than at their next interval;
+        in the background, at most `nudge_max` in flight. Those left out, or whose nudge fails, see the change at
+        their next regular beat: the heartbeat reply stays the only carrier of assignments."""
+        room = self.settings.nudge_max - len(self._nudges)
+        for address in addresses[: max(room, 0)]:
+            task = asyncio.create_task(self._nudge(address))
+            self._nudges.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(self._nudges.discard)
+
+    async def _nudge(self, address: str) -> None:
+        try:
+            node = await self.store.node(address)
+            if node is None or node.status is not NodeStatus.HEALTHY:
+                return
+            await self.miners.nudge(node.ip, node.port, node.address, self.settings.nudge_timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a hint only: never worth more than a metric and a debug line
+            NUDGES.labels("failed").inc()
+            log.debug("nudge failed", node=address, error=str(exc))
+        else:
+            NUDGES.labels("sent").inc()
 
     # --- loops --------------------------------------------------------------------------------------------
 
@@ -170,17 +201,26 @@ class Orchestrator:
         await self.every("inviter", self.settings.invite_interval_s, self.invite_round)
 
     async def run_scheduler(self) -> None:
-        while True:
-            try:
-                self.changed.clear()
-                await self.schedule_pass()
-                self.stats.ok("scheduler")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.stats.failed("scheduler", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), self.settings.schedule_interval_s)
+        try:
+            while True:
+                # Placement only changes with an event (status moves, tasks created or deleted: `changed`) or when a
+                # lost node's grace ends; the periodic pass is a safety net, so a big idle pool costs nothing.
+                wait_s = self.settings.schedule_interval_s
+                try:
+                    self.changed.clear()
+                    release_at = await self.schedule_pass()
+                    if release_at is not None:
+                        wait_s = min(wait_s, max(release_at - self.clock(), 0.05))
+                    self.stats.ok("scheduler")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.stats.failed("scheduler", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), wait_s)
+        finally:
+            for nudge in self._nudges:
+                nudge.cancel()
 
     async def run_monitor(self) -> None:
         cursor: str | None = None
@@ -191,7 +231,7 @@ class Orchestrator:
                 if cursor is None or self.clock() - listed_at > self.settings.resync_interval_s:
                     cursor = await self.relist()
                     listed_at = self.clock()
-                page = await self.discovery.events(cursor, self.settings.feed_timeout_s)
+                page = await self.discovery.events(cursor, self.settings.feed_timeout_s, pool_id=self.settings.pool_id)
                 cursor = None if await self.apply_feed(page) else page.cursor
                 if cursor is not None:
                     await self.store.set_cursor(cursor)
@@ -208,7 +248,7 @@ class Orchestrator:
     # --- monitor ------------------------------------------------------------------------------------------
 
     async def relist(self) -> str:
-        nodes, cursor = await self.discovery.listing()
+        nodes, cursor = await self.discovery.pool_listing(self.settings.pool_id)
         for listed in nodes:
             await self.apply_listed(listed, revive=False)
         await self.store.set_cursor(cursor)
@@ -316,18 +356,21 @@ class Orchestrator:
 
     async def health_pass(self) -> None:
         now = self.clock()
-        for status in (NodeStatus.WAITING, NodeStatus.HEALTHY, NodeStatus.UNHEALTHY):
-            for node in await self.store.with_status(status):
-                to = on_silence(
-                    node.status,
-                    last_heartbeat=node.last_heartbeat,
-                    status_since=node.status_since,
-                    now=now,
-                    limits=self.limits,
-                )
-                if to is not None:
-                    previous = await self.store.transition(node.address, to, now=now, expected=[node.status])
-                    await self.moved(node.address, to, previous)
+        # Only nodes that can move: the Waiting ones (few: invites in flight) and those silent long enough to be
+        # Unhealthy, found through the beats index instead of reading every node.
+        silent = await self.store.silent(now - self.limits.unhealthy_after_s)
+        candidates = await self.store.nodes(set(silent) | await self.store.members(NodeStatus.WAITING))
+        for node in candidates:
+            to = on_silence(
+                node.status,
+                last_heartbeat=node.last_heartbeat,
+                status_since=node.status_since,
+                now=now,
+                limits=self.limits,
+            )
+            if to is not None:
+                previous = await self.store.transition(node.address, to, now=now, expected=[node.status])
+                await self.moved(node.address, to, previous)
         if self.settings.eject_dead:
             for node in await self.store.with_status(NodeStatus.DEAD):
                 await self.eject(node)
@@ -353,8 +396,14 @@ class Orchestrator:
 
     # --- scheduler ----------------------------------------------------------------------------------------
 
-    async def schedule_pass(self) -> None:
+    async def schedule_pass(self) -> float | None:
+        """Place tasks; returns when the next pass is due for want of a change (see `decide.next_release`)."""
         tasks = await self.store.tasks()
+        current = await self.store.assignments()
+        if not tasks and not current:  # nothing to place or withdraw: no need to read any node
+            TASKS.set(0)
+            ASSIGNMENTS.set(0)
+            return None
         needs = [
             TaskNeed(
                 task_id=task.id,
@@ -364,13 +413,19 @@ class Orchestrator:
             )
             for task in tasks
         ]
-        nodes = await self.store.nodes()
-        facts = [NodeFacts(n.address, n.status, n.specs, n.last_heartbeat) for n in nodes]
-        current = await self.store.assignments()
-        wanted = schedule(needs, facts, current, now=self.clock(), grace_s=self.settings.reassign_grace_s)
-        for address in sorted(set(current) | set(wanted)):
-            if current.get(address) != wanted.get(address):
-                log.info("assignment changed", node=address, old=current.get(address), new=wanted.get(address))
-                await self.store.assign(address, wanted.get(address))
+        # Free Healthy nodes may get a task; assigned ones (of any status) may keep or lose theirs; no other matters.
+        facts = await self.store.facts(await self.store.members(NodeStatus.HEALTHY) | set(current))
+        now = self.clock()
+        wanted = schedule(needs, facts, current, now=now, grace_s=self.settings.reassign_grace_s)
+        changed = [
+            address for address in sorted(set(current) | set(wanted)) if current.get(address) != wanted.get(address)
+        ]
+        for address in changed[:100]:  # a task for a whole pool would otherwise log thousands of lines
+            log.info("assignment changed", node=address, old=current.get(address), new=wanted.get(address))
+        if len(changed) > 100:
+            log.info("assignments changed", nodes=len(changed))
+        await self.store.assign_many({address: wanted.get(address) for address in changed})
+        self.nudge(changed)
         TASKS.set(len(tasks))
         ASSIGNMENTS.set(len(wanted))
+        return next_release(facts, wanted, grace_s=self.settings.reassign_grace_s)

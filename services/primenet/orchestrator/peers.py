@@ -1,7 +1,6 @@
-"""The orchestrator's two peers over HTTP, both signed by the compute manager key:
-discovery (the pool's listing and its change feed) and miners (invite, task logs, task restart).
+"""The orchestrator's calls to miners (invite, task logs, task restart, nudge), signed by the compute manager key.
 
-Discovery's replies are parsed leniently (unknown fields ignored) so it can add fields without breaking us.
+Discovery, its other peer, is read through `primenet.core.discovery_client`.
 """
 
 from __future__ import annotations
@@ -10,10 +9,9 @@ from typing import Any
 
 import httpx
 from eth_account.signers.local import LocalAccount
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from primenet.core.auth import RequestSigner
-from primenet.core.models import FeedPage, InviteRequest, NodeRecord
+from primenet.core.models import InviteRequest
 
 
 class PeerError(RuntimeError):
@@ -25,71 +23,12 @@ class PeerError(RuntimeError):
         self.code = code
 
 
-class ListedNode(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    record: NodeRecord
-    is_validated: bool
-    updated_at: float
-
-    @classmethod
-    def parse(cls, item: dict[str, Any]) -> ListedNode:
-        fields = {key: item[key] for key in NodeRecord.model_fields if key in item}
-        return cls(
-            record=NodeRecord.model_validate(fields),
-            is_validated=bool(item.get("is_validated", False)),
-            updated_at=float(item.get("updated_at", 0.0)),
-        )
-
-
 def _error_of(response: httpx.Response) -> tuple[str, str]:
     try:
         error = response.json()["error"]
         return str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         return "http_error", response.text[:300]
-
-
-class DiscoveryClient:
-    def __init__(
-        self, url: str, account: LocalAccount, *, chain_id: int, pool_id: int, audience: str, timeout_s: float = 10.0
-    ) -> None:
-        self.pool_id = pool_id
-        self.timeout_s = timeout_s
-        self.http = httpx.AsyncClient(
-            base_url=url, auth=RequestSigner(account, audience=audience, chain_id=chain_id), timeout=timeout_s
-        )
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def listing(self) -> tuple[list[ListedNode], str]:
-        body = await self._get(f"/api/pool/{self.pool_id}", {}, self.timeout_s)
-        try:
-            return [ListedNode.parse(item) for item in body["nodes"]], str(body["cursor"])
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise PeerError(f"unexpected pool listing from discovery: {exc}") from None
-
-    async def events(self, since: str, wait_s: float) -> FeedPage:
-        params = {"since": since, "timeout": f"{wait_s:g}", "pool_id": str(self.pool_id)}
-        body = await self._get("/api/events", params, wait_s + self.timeout_s)
-        try:
-            return FeedPage.model_validate(body)
-        except ValidationError as exc:
-            raise PeerError(f"unexpected feed page from discovery: {exc}") from None
-
-    async def _get(self, path: str, params: dict[str, str], timeout_s: float) -> Any:
-        try:
-            response = await self.http.get(path, params=params, timeout=timeout_s)
-        except httpx.HTTPError as exc:
-            raise PeerError(f"discovery unreachable: {type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            code, message = _error_of(response)
-            raise PeerError(f"GET {path}: HTTP {response.status_code} {code}: {message}", status=response.status_code)
-        try:
-            return response.json()
-        except ValueError:
-            raise PeerError(f"GET {path}: the reply is not JSON") from None
 
 
 class MinerClient:
@@ -112,6 +51,10 @@ class MinerClient:
     async def restart(self, ip: str, port: int, node: str) -> dict[str, Any]:
         return await self._call("POST", ip, port, node, "/task/restart", content=b"")
 
+    async def nudge(self, ip: str, port: int, node: str, timeout_s: float) -> None:
+        """Ask the miner to heartbeat now: its assignment changed."""
+        await self._call("POST", ip, port, node, "/heartbeat/now", content=b"", timeout_s=timeout_s)
+
     async def _call(
         self,
         method: str,
@@ -122,13 +65,20 @@ class MinerClient:
         *,
         content: str | bytes | None = None,
         params: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
         host = f"[{ip}]" if ":" in ip else ip
         auth = RequestSigner(self.account, audience=node.lower(), chain_id=self.chain_id)
         headers = {"content-type": "application/json"} if content is not None else {}
         try:
             response = await self.http.request(
-                method, f"http://{host}:{port}{path}", content=content, params=params, headers=headers, auth=auth
+                method,
+                f"http://{host}:{port}{path}",
+                content=content,
+                params=params,
+                headers=headers,
+                auth=auth,
+                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
             raise PeerError(f"miner {node} at {host}:{port} unreachable: {type(exc).__name__}: {exc}") from None

@@ -46,7 +46,15 @@ class OrchestratorSettings(ServiceSettings):
 
     feed_timeout_s: float = Field(25.0, ge=0, le=30, description="long-poll wait on discovery's change feed")
     resync_interval_s: float = Field(300.0, gt=0, description="full re-listing of the pool's nodes this often")
-    schedule_interval_s: float = Field(2.0, gt=0, description="how often the scheduler runs (also on every change)")
+    schedule_interval_s: float = Field(
+        30.0, gt=0, description="the scheduler's safety-net pass (it also runs on every change and grace expiry)"
+    )
+    nudge_max: int = Field(
+        64,
+        ge=0,
+        description="nodes whose assignment changed that are told to beat at once, per scheduler pass (0: off)",
+    )
+    nudge_timeout_s: float = Field(2.0, gt=0, description="how long a nudge to a miner may take")
     key_prefix: str = Field("orch", pattern=r"^[a-z0-9_]{1,32}$", description="Redis key prefix")
 
     _refuse_weak_token = field_validator("admin_token")(refuse_weak_token)

@@ -10,6 +10,8 @@ Key layout (prefix `orch` by default):
     {p}:tasks              set     task ids
     {p}:task:{id}          string  the task as created (StoredTask JSON; tasks are immutable)
     {p}:task_names         hash    task name -> id (names are unique)
+    {p}:beats              zset    the Healthy and Unhealthy nodes, scored by their last heartbeat (what the
+                                   health pass reads instead of every node)
     {p}:assign             hash    node address -> task id (at most one task per node)
     {p}:task_nodes:{id}    set     node addresses assigned to the task (the reverse index)
     {p}:cursor             string  discovery change-feed cursor
@@ -20,6 +22,7 @@ half-written. The scripts build key names from the prefix, which needs a single 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,7 +30,8 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from primenet.core.models import ComputeSpecs, NodeRecord, TaskDetails
+from primenet.core.models import ComputeSpecs, NodeRecord, TaskDetails, TaskSpec
+from primenet.orchestrator.decide import NodeFacts
 from primenet.orchestrator.models import AssignmentView, NodeStatus, NodeView, StoredTask, TaskView
 
 _TRANSITION = """
@@ -44,7 +48,39 @@ if cur ~= ARGV[3] then
   redis.call('SADD', ARGV[1] .. ':status:' .. ARGV[3], ARGV[2])
 end
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[3] == 'healthy' or ARGV[3] == 'unhealthy' then
+  local beat = redis.call('HGET', KEYS[1], 'last_heartbeat')
+  if not beat or beat == '' then beat = ARGV[4] end
+  redis.call('ZADD', ARGV[1] .. ':beats', beat, ARGV[2])
+else
+  redis.call('ZREM', ARGV[1] .. ':beats', ARGV[2])
+end
 return cur
+"""
+
+# A heartbeat in one step. ARGV: prefix, node, now, statuses a beat makes Healthy (comma list), statuses that are
+# refused (comma list), then the hash fields to write as name, value pairs. Returns {status before, task id, task
+# JSON}: a refused or unknown node gets nothing written; a node in the first list becomes Healthy and gets its
+# assignment; any other is left to the caller (it needs the chain), with the beat recorded.
+_BEAT = """
+local function listed(list, value)
+  for s in string.gmatch(list, '[^,]+') do if s == value then return true end end
+  return false
+end
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {'', '', ''} end
+if listed(ARGV[5], cur) then return {cur, '', ''} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if not listed(ARGV[4], cur) then return {cur, '', ''} end
+if cur ~= 'healthy' then
+  redis.call('HSET', KEYS[1], 'status', 'healthy', 'status_since', ARGV[3])
+  redis.call('SREM', ARGV[1] .. ':status:' .. cur, ARGV[2])
+  redis.call('SADD', ARGV[1] .. ':status:healthy', ARGV[2])
+end
+redis.call('ZADD', ARGV[1] .. ':beats', ARGV[3], ARGV[2])
+local task = redis.call('HGET', ARGV[1] .. ':assign', ARGV[2])
+if not task then return {cur, '', ''} end
+return {cur, task, redis.call('GET', ARGV[1] .. ':task:' .. task) or ''}
 """
 
 _UPSERT = """
@@ -67,17 +103,22 @@ redis.call('SADD', KEYS[3], ARGV[2])
 return 1
 """
 
+# Returns the nodes whose assignment was withdrawn, or nil when there is no such task.
 _DELETE_TASK = """
 local raw = redis.call('GET', ARGV[1] .. ':task:' .. ARGV[2])
-if not raw then return 0 end
+if not raw then return false end
+local withdrawn = {}
 redis.call('HDEL', ARGV[1] .. ':task_names', cjson.decode(raw)['name'])
 redis.call('DEL', ARGV[1] .. ':task:' .. ARGV[2])
 redis.call('SREM', ARGV[1] .. ':tasks', ARGV[2])
 for _, node in ipairs(redis.call('SMEMBERS', ARGV[1] .. ':task_nodes:' .. ARGV[2])) do
-  if redis.call('HGET', ARGV[1] .. ':assign', node) == ARGV[2] then redis.call('HDEL', ARGV[1] .. ':assign', node) end
+  if redis.call('HGET', ARGV[1] .. ':assign', node) == ARGV[2] then
+    redis.call('HDEL', ARGV[1] .. ':assign', node)
+    table.insert(withdrawn, node)
+  end
 end
 redis.call('DEL', ARGV[1] .. ':task_nodes:' .. ARGV[2])
-return 1
+return withdrawn
 """
 
 # ARGV: prefix, node, task id ('' clears). A task deleted meanwhile is not assigned.
@@ -98,6 +139,26 @@ return 1
 
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _specs(raw: str) -> ComputeSpecs:
+    """Parsed once per distinct text: a pool's nodes share a handful of hardware shapes, and the scheduler reads
+    every node's specs on each pass. (Callers must not mutate the shared result.)"""
+    return ComputeSpecs.model_validate_json(raw)
+
+
+@functools.lru_cache(maxsize=256)
+def task_spec(raw: str) -> TaskSpec:
+    """A stored task's spec, parsed once per task: tasks are immutable and every assigned node's beat needs it."""
+    return StoredTask.model_validate_json(raw).spec()
+
+
+@dataclass(frozen=True)
+class BeatOutcome:
+    previous: NodeStatus | None  # None: an unknown node
+    task_id: str | None  # the assignment, given only when the beat made the node Healthy
+    task: TaskSpec | None  # its spec (None also when the task was deleted meanwhile)
 
 
 @dataclass(frozen=True)
@@ -128,7 +189,7 @@ class NodeRow:
             ip=row.get("ip", ""),
             port=int(row.get("port", "0")),
             provider=row.get("provider", ""),
-            specs=ComputeSpecs.model_validate_json(row["specs"]) if row.get("specs") else None,
+            specs=_specs(row["specs"]) if row.get("specs") else None,
             listed_at=float(row.get("listed_at", "0")),
             last_heartbeat=_float(row.get("last_heartbeat")),
             version=row.get("version") or None,
@@ -164,6 +225,7 @@ class OrchestratorStore:
         self._create_task = redis.register_script(_CREATE_TASK)
         self._delete_task = redis.register_script(_DELETE_TASK)
         self._assign = redis.register_script(_ASSIGN)
+        self._beat = redis.register_script(_BEAT)
 
     def node_key(self, address: str) -> str:
         return f"{self.prefix}:node:{address.lower()}"
@@ -199,6 +261,53 @@ class OrchestratorStore:
         )
         return NodeStatus(previous) if previous else None
 
+    async def beat(
+        self,
+        address: str,
+        fields: Mapping[str, str],
+        *,
+        now: float,
+        healthy_from: Iterable[NodeStatus],
+        refused: Iterable[NodeStatus],
+    ) -> BeatOutcome:
+        """Record a heartbeat's `fields` (not for a node in `refused`); a node in `healthy_from` becomes Healthy and
+        the outcome carries its assignment. One round trip: this is the orchestrator's hottest path."""
+        previous, task_id, raw = await self._beat(
+            keys=[self.node_key(address)],
+            args=[
+                self.prefix, address.lower(), repr(now), ",".join(s.value for s in healthy_from),
+                ",".join(s.value for s in refused), *(item for pair in fields.items() for item in pair),
+            ],
+        )  # fmt: skip
+        return BeatOutcome(
+            previous=NodeStatus(previous) if previous else None,
+            task_id=task_id or None,
+            task=task_spec(raw) if raw else None,
+        )
+
+    async def silent(self, since: float) -> list[str]:
+        """Healthy and Unhealthy nodes whose last heartbeat is older than `since`."""
+        return cast(list[str], await self.redis.zrangebyscore(f"{self.prefix}:beats", "-inf", f"({since!r}"))
+
+    async def members(self, status: NodeStatus) -> set[str]:
+        return cast(set[str], await self.redis.smembers(f"{self.prefix}:status:{status.value}"))
+
+    async def facts(self, addresses: Iterable[str], chunk: int = 500) -> list[NodeFacts]:
+        """What the scheduler needs of each node, read in chunks so heartbeats are served in between."""
+        wanted = sorted(addresses)
+        facts: list[NodeFacts] = []
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start : start + chunk]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for address in part:
+                    pipe.hmget(self.node_key(address), ["status", "specs", "last_heartbeat"])
+                rows = cast(list[list[str | None]], await pipe.execute())
+            for address, (status, specs, last_heartbeat) in zip(part, rows, strict=True):
+                if status:
+                    parsed = _specs(specs) if specs else None
+                    facts.append(NodeFacts(address, NodeStatus(status), parsed, _float(last_heartbeat)))
+        return facts
+
     async def set_fields(self, address: str, fields: Mapping[str, str]) -> None:
         await self.redis.hset(self.node_key(address), mapping=dict(fields))  # type: ignore[arg-type]
 
@@ -217,8 +326,7 @@ class OrchestratorStore:
         return [NodeRow.parse(row) for row in rows if row.get("status")]
 
     async def with_status(self, status: NodeStatus) -> list[NodeRow]:
-        members = cast(set[str], await self.redis.smembers(f"{self.prefix}:status:{status.value}"))
-        return await self.nodes(members)
+        return await self.nodes(await self.members(status))
 
     async def counts(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -237,9 +345,10 @@ class OrchestratorStore:
         )
         return bool(created)
 
-    async def delete_task(self, task_id: str) -> bool:
-        """Removes the task and withdraws its assignments in one step."""
-        return bool(await self._delete_task(keys=[], args=[self.prefix, task_id]))
+    async def delete_task(self, task_id: str) -> list[str] | None:
+        """Removes the task and withdraws its assignments in one step: the nodes withdrawn, None if no such task."""
+        withdrawn = await self._delete_task(keys=[], args=[self.prefix, task_id])
+        return None if withdrawn is None else sorted(cast(list[str], withdrawn))
 
     async def task(self, task_id: str) -> StoredTask | None:
         raw = cast(str | None, await self.redis.get(f"{self.prefix}:task:{task_id}"))
@@ -262,7 +371,17 @@ class OrchestratorStore:
         return cast(str | None, await self.redis.hget(f"{self.prefix}:assign", address.lower()))
 
     async def assign(self, address: str, task_id: str | None) -> None:
-        await self._assign(keys=[], args=[self.prefix, address.lower(), task_id or ""])
+        await self.assign_many({address: task_id})
+
+    async def assign_many(self, changes: Mapping[str, str | None], chunk: int = 500) -> None:
+        """Set (task id) or clear (None) assignments; each one atomic, sent in pipelined chunks (a new task for a
+        whole pool is thousands of them)."""
+        items = sorted(changes.items())
+        for start in range(0, len(items), chunk):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for address, task_id in items[start : start + chunk]:
+                    await self._assign(keys=[], args=[self.prefix, address.lower(), task_id or ""], client=pipe)
+                await pipe.execute()
 
     async def task_nodes(self, task_id: str) -> set[str]:
         return cast(set[str], await self.redis.smembers(f"{self.prefix}:task_nodes:{task_id}"))

@@ -21,9 +21,9 @@ from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.core.admin import bearer, require_admin
 from primenet.core.app import background, service_app
+from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
 from primenet.validator.client import ChallengeClient
-from primenet.validator.feed import DiscoveryReader
 from primenet.validator.loop import ValidatorLoop
 from primenet.validator.policy import RetryPolicy
 from primenet.validator.settings import ValidatorSettings

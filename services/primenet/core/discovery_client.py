@@ -1,7 +1,8 @@
-"""Discovery as the validator reads it: the listing of nodes still to validate, and the change feed.
+"""Discovery's read API as its readers use it: a listing (the validator's, or one pool's) and the change feed.
 
-Both are signed GETs by the validator key (discovery checks VALIDATOR_ROLE on chain). The replies are parsed
-leniently (unknown fields ignored), so discovery can add fields without breaking validators in the field.
+Signed GETs by the reader's key: discovery checks VALIDATOR_ROLE on chain for the validator listing, the pool's
+creator or compute manager for a pool listing. Replies are parsed leniently (unknown fields ignored), so
+discovery can add fields without breaking the validators and orchestrators already in the field.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from primenet.core.models import FeedPage, NodeRecord
 class DiscoveryError(RuntimeError):
     """Discovery could not be read (unreachable, an HTTP error, or a reply of the wrong shape)."""
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -29,11 +34,16 @@ class ListedNode(_Lenient):
 
     record: NodeRecord
     is_validated: bool
+    updated_at: float = 0.0  # when the miner last published the record
 
     @classmethod
     def parse(cls, item: dict[str, Any]) -> ListedNode:
         fields = {key: item[key] for key in NodeRecord.model_fields if key in item}
-        return cls(record=NodeRecord.model_validate(fields), is_validated=bool(item.get("is_validated", False)))
+        return cls(
+            record=NodeRecord.model_validate(fields),
+            is_validated=bool(item.get("is_validated", False)),
+            updated_at=float(item.get("updated_at", 0.0)),
+        )
 
 
 class DiscoveryReader:
@@ -65,23 +75,32 @@ class DiscoveryReader:
         await self.aclose()
 
     async def listing(self, *, validated: bool | None = None) -> tuple[list[ListedNode], str]:
-        """Nodes (only unvalidated ones with `validated=False`) and the feed cursor to follow from."""
+        """The validator listing (only unvalidated nodes with `validated=False`) and the feed cursor to follow."""
         params = {} if validated is None else {"validated": str(validated).lower()}
-        body = await self._get("/api/validator", params, self.timeout_s)
+        return await self._listing("/api/validator", params)
+
+    async def pool_listing(self, pool_id: int) -> tuple[list[ListedNode], str]:
+        """The nodes that chose pool `pool_id` (for its creator or compute manager) and the feed cursor."""
+        return await self._listing(f"/api/pool/{pool_id}", {})
+
+    async def _listing(self, path: str, params: dict[str, str]) -> tuple[list[ListedNode], str]:
+        body = await self._get(path, params, self.timeout_s)
         try:
             nodes = [ListedNode.parse(item) for item in body["nodes"]]
             return nodes, str(body["cursor"])
-        except (KeyError, TypeError, ValidationError) as exc:
-            raise DiscoveryError(f"unexpected listing from discovery: {exc}") from None
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            raise DiscoveryError(f"unexpected listing from discovery ({path}): {exc}") from None
 
     async def node(self, address: str) -> ListedNode | None:
         """One node's listing entry (the validator listing is the record a validator may read)."""
         nodes, _ = await self.listing()
         return next((n for n in nodes if n.record.node == address.lower()), None)
 
-    async def events(self, since: str, wait_s: float) -> FeedPage:
-        """Changes after `since`; discovery holds the request up to `wait_s` until there is one."""
-        body = await self._get("/api/events", {"since": since, "timeout": f"{wait_s:g}"}, wait_s + self.timeout_s)
+    async def events(self, since: str, wait_s: float, *, pool_id: int | None = None) -> FeedPage:
+        """Changes after `since` (of one pool's nodes with `pool_id`); discovery holds the request up to `wait_s`
+        until there is one."""
+        params = {"since": since, "timeout": f"{wait_s:g}"} | ({} if pool_id is None else {"pool_id": str(pool_id)})
+        body = await self._get("/api/events", params, wait_s + self.timeout_s)
         try:
             return FeedPage.model_validate(body)
         except ValidationError as exc:
@@ -93,7 +112,9 @@ class DiscoveryReader:
         except httpx.HTTPError as exc:
             raise DiscoveryError(f"discovery unreachable: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
-            raise DiscoveryError(f"GET {path}: HTTP {response.status_code}: {response.text[:300]}")
+            raise DiscoveryError(
+                f"GET {path}: HTTP {response.status_code}: {response.text[:300]}", status=response.status_code
+            )
         try:
             return response.json()
         except ValueError:
