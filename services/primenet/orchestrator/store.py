@@ -367,9 +367,6 @@ class OrchestratorStore:
     async def assignments(self) -> dict[str, str]:
         return cast(dict[str, str], await self.redis.hgetall(f"{self.prefix}:assign"))
 
-    async def assignment(self, address: str) -> str | None:
-        return cast(str | None, await self.redis.hget(f"{self.prefix}:assign", address.lower()))
-
     async def assign(self, address: str, task_id: str | None) -> None:
         await self.assign_many({address: task_id})
 
