@@ -2,13 +2,15 @@
 
 Real processes throughout: Anvil, Redis, discovery, validator (the proof-of-compute challenge), orchestrator and a
 miner running its task in Docker. Midway the orchestrator is killed and restarted (`devnet restart --kill`): a crash
-of the coordinator loses no record and restarts no work.
+of the coordinator loses no record and restarts no work. Then the miner is killed: its node goes Unhealthy, Dead
+and is ejected on chain; restarted, it is Healthy again, back in the pool, and runs the task again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +43,9 @@ def env(tmp_path: Path, task_image: None) -> Iterator[dict[str, str]]:
         **{f"PRIMENET_DEVNET_{name}_PORT": str(free_port()) for name in SERVICES},
         "PRIMENET_DEVNET_SERVICES": "true",
         "PRIMENET_DEVNET_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
+        # Short enough to watch a lost node die within the test, long enough to ride out an orchestrator restart.
+        "PRIMENET_UNHEALTHY_AFTER_S": "10",
+        "PRIMENET_DEAD_AFTER_S": "20",
     }
     yield values
     subprocess.run([PRIMENET, "devnet", "down"], env=values, capture_output=True, check=False, timeout=120)
@@ -71,6 +76,34 @@ def listings(buyer: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]
     )
 
 
+def wait_running(buyer: dict[str, str], task_id: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = json.loads(run(buyer, "tasks", "show", task_id, "--json").stdout)
+        if any(a["state"] == "running" for a in shown["assignments"].values()):
+            return
+        assert time.monotonic() < deadline, f"the task did not run: {shown}"
+        time.sleep(1)
+
+
+def wait_through(buyer: dict[str, str], node: str, wanted: list[str], timeout_s: float) -> list[str]:
+    """Poll the node's status until it has shown each of `wanted`, in that order; returns the statuses seen."""
+    seen: list[str] = []
+    pending = list(wanted)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        view = json.loads(run(buyer, "nodes", "ls", "--json").stdout)
+        (status,) = (n["status"] for n in view["nodes"] if n["address"] == node)
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status == pending[0]:
+            pending.pop(0)
+            continue
+        assert time.monotonic() < deadline, f"the node did not go through {wanted}: {seen}"
+        time.sleep(0.5)
+    return seen
+
+
 def environ_of(pid: int) -> list[str]:
     return sorted(Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0"))
 
@@ -98,13 +131,7 @@ def test_whole_network_runs_a_task_and_stops_cleanly(env: dict[str, str]) -> Non
     )  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
     task_id = json.loads(created.stdout)["id"]
-    deadline = time.monotonic() + 120
-    while True:
-        shown = json.loads(run(buyer, "tasks", "show", task_id, "--json").stdout)
-        if any(a["state"] == "running" for a in shown["assignments"].values()):
-            break
-        assert time.monotonic() < deadline, f"the task did not start: {shown}"
-        time.sleep(1)
+    wait_running(buyer, task_id, timeout_s=120)
     deadline = time.monotonic() + 30
     while "e2e-output-buyer" not in (logs := run(buyer, "logs", node, "--tail", "20")).stdout:
         assert time.monotonic() < deadline, logs.stdout + logs.stderr
@@ -150,6 +177,20 @@ def test_whole_network_runs_a_task_and_stops_cleanly(env: dict[str, str]) -> Non
     assert after.status == "running"
     assert after.attrs["State"]["StartedAt"] == started_at
     assert after.attrs["RestartCount"] == 0
+
+    # A crash of the miner: its node goes Unhealthy, then Dead and is ejected from the pool on chain; started again,
+    # the miner heartbeats, is invited again, joins the pool again and runs the task again.
+    miner = json.loads(state_file.read_text())["processes"]["miner"]
+    os.kill(miner["pid"], signal.SIGKILL)
+    wait_through(buyer, node, ["unhealthy", "ejected"], timeout_s=90)
+    chain = ["chain", "--rpc-url", f"http://127.0.0.1:{env['PRIMENET_DEVNET_ANVIL_PORT']}"]
+    chain += ["--deployment", str(state_file.with_name("deployment.json"))]
+    assert json.loads(run(env, *chain, "node-info", node, "--json").stdout)["pool_id"] is None
+    restarted = run(env, "devnet", "restart", "miner")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr[-3000:]
+    wait_through(buyer, node, ["healthy"], timeout_s=90)
+    assert json.loads(run(env, *chain, "node-info", node, "--json").stdout)["pool_id"] == 0
+    wait_running(buyer, task_id, timeout_s=90)
 
     status = run(env, "devnet", "status", "--json")
     processes = json.loads(status.stdout)["processes"]
