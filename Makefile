@@ -25,6 +25,7 @@ lint: setup  ## ruff, mypy, yamllint, ansible-lint
 	$(BIN)/ruff check services tests bench
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 	@$(MAKE) --no-print-directory lint-ansible
 
 test: setup lint  ## The whole suite: lint, unit, integration and e2e tests, every Molecule scenario

@@ -35,7 +35,7 @@ from primenet.core.auth import AUTH_HEADER, RequestSigner, sign_request
 from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import Devnet, DevnetSettings
-from primenet.devnet.processes import free_port, spawn, stop, wait_ready
+from primenet.devnet.processes import answers_health, free_port, spawn, stop, wait_ready
 
 ADD_NODE = function_signature_to_4byte_selector("addComputeNode(address,string,uint256,bytes)")
 NODE_KEY_TYPEHASH = keccak(text="NodeKey(address provider,address node,uint256 nonce)")
@@ -55,7 +55,7 @@ async def put_nodes_on_chain(network: Network, provider: LocalAccount, nodes: li
         signature = PrivateKey(bytes(node.key)).sign_recoverable(digest, hasher=None)
         signature = signature[:64] + bytes((signature[64] + 27,))
         data = ADD_NODE + encode(["address", "string", "uint256", "bytes"], [node.address, "", 1, signature])
-        tx = {
+        tx: dict[str, Any] = {
             "to": network.prime.address,
             "data": data,
             "value": 0,
@@ -110,14 +110,7 @@ async def chain_setup(rpc_url: str, n: int, deployment_file: Path) -> list[Local
 
 def start_discovery(env: dict[str, str], port: int, log: Path) -> Any:
     process = spawn([str(Path(sys.executable).with_name("primenet")), "discovery"], log)
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_ready(process, healthy, name="discovery", log_path=log, timeout_s=60)
+    wait_ready(process, answers_health(f"http://127.0.0.1:{port}"), name="discovery", log_path=log, timeout_s=60)
     return process
 
 

@@ -56,7 +56,7 @@ from primenet.core.models import ComputeSpecs, Heartbeat, NodeRecord
 from primenet.core.redisdb import connect as connect_redis
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import Devnet, DevnetSettings
-from primenet.devnet.processes import free_port, spawn, stop, wait_ready
+from primenet.devnet.processes import answers_health, free_port, spawn, stop, wait_ready
 from primenet.miner.runner import LABEL_TASK
 from primenet.orchestrator.models import NodeStatus
 from primenet.orchestrator.store import OrchestratorStore
@@ -155,16 +155,8 @@ async def place_everywhere(url: str, n: int) -> float:
 
 
 def start_orchestrator(env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
-    os.environ.update(env)  # `spawn` passes this process's environment on
-    process = spawn([str(Path(sys.executable).with_name("primenet")), "orchestrator"], log)
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_ready(process, healthy, name="orchestrator", log_path=log, timeout_s=60)
+    process = spawn([str(Path(sys.executable).with_name("primenet")), "orchestrator"], log, env=env)
+    wait_ready(process, answers_health(url), name="orchestrator", log_path=log, timeout_s=60)
     return process
 
 

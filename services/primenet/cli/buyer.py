@@ -575,7 +575,7 @@ def tasks_create(
     timeout: Timeout = 30.0,
     as_json: AsJson = False,
 ) -> None:
-    """Create a task; the scheduler assigns it to nodes and their next heartbeats start it."""
+    """Create a task; the scheduler assigns it to nodes, which are nudged to beat at once and start it."""
     body = task_body(
         name=name,
         image=image,
@@ -637,7 +637,7 @@ def tasks_rm(
     timeout: Timeout = 30.0,
     as_json: AsJson = False,
 ) -> None:
-    """Remove a task; its nodes stop its container on their next heartbeat."""
+    """Remove a task; its nodes are nudged to beat at once and remove its container."""
     with session(url, token_file, timeout) as client:
         found = client.task(task)
         deleted = client.delete_task(str(found["id"]))

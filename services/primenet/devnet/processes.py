@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import httpx
 from pydantic import BaseModel
 
 
@@ -77,6 +78,18 @@ def spawn(cmd: Sequence[str], log_path: Path, env: Mapping[str, str] | None = No
             start_new_session=True,
             env={**os.environ, **env} if env else None,
         )
+
+
+def answers_health(url: str) -> Callable[[], bool]:
+    """A readiness check for `wait_ready`: the service at `url` answers `GET /health` (any status below 500)."""
+
+    def check() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=1.0).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    return check
 
 
 def wait_ready(

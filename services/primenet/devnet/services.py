@@ -18,14 +18,13 @@ from pathlib import Path
 
 import docker
 import docker.errors
-import httpx
 from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, Field
 
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.devnet.accounts import role_account
-from primenet.devnet.processes import ManagedProcess, ProcessStartError, spawn, stop, wait_ready
+from primenet.devnet.processes import ManagedProcess, ProcessStartError, answers_health, spawn, stop, wait_ready
 from primenet.miner.runner import LABEL_NODE
 
 PRIMENET = str(Path(sys.executable).with_name("primenet"))
@@ -63,16 +62,6 @@ def admin_token(state_dir: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(24))
     return path.read_text().strip()
-
-
-def _healthy(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=1.0).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    return check
 
 
 class ServiceLauncher:
@@ -152,7 +141,7 @@ class ServiceLauncher:
             try:
                 wait_ready(
                     process,
-                    _healthy(self.url(service)),
+                    answers_health(self.url(service)),
                     name=service,
                     log_path=log,
                     timeout_s=self._ready_timeout_s(service),
@@ -202,7 +191,7 @@ class ServiceLauncher:
         try:
             asyncio.run(self._whitelist_provider())
             deadline = time.monotonic() + self._ready_timeout_s("miner")
-            check = _healthy(self.url("miner"))
+            check = answers_health(self.url("miner"))
             while not check():
                 if time.monotonic() > deadline:
                     raise ProcessStartError(f"the miner did not come up; see {log}")

@@ -127,7 +127,7 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
 
     @app.delete("/tasks/{task_id}", tags=["tasks"], dependencies=[Depends(admin)])
     async def delete_task(task_id: Annotated[str, Path(max_length=64)]) -> dict[str, str]:
-        """Withdraws the task: its nodes get no assignment in their next heartbeat and remove the container."""
+        """Withdraws the task: its nodes are nudged, get no assignment in their next beat and remove the container."""
         withdrawn = await store.delete_task(task_id)
         if withdrawn is None:
             raise ApiError(404, "task_not_found", f"no task {task_id}")
