@@ -1,11 +1,16 @@
-"""Chain fixtures on the session devnet: its deployment, a staked and whitelisted provider, fresh nodes."""
+"""Chain fixtures on the session devnet (its deployment, a staked and whitelisted provider, fresh nodes) and the
+Docker engine's client with the local task image."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import docker
 import pytest
+from docker.errors import ImageNotFound
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
@@ -19,6 +24,22 @@ TOKEN = 10**18
 PROVIDER_STAKE = 20_000 * TOKEN
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
+TASK_IMAGE_TAGS = ("local/primenet-busybox:1", "local/primenet-busybox:latest")
+BUILD_SCRIPT = Path(__file__).parents[2] / "scripts" / "build-task-image.sh"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """The engine's client, with the local task image built on first use (CI starts from a fresh engine; the script
+    keeps an existing image)."""
+    client = docker.from_env()
+    try:
+        for tag in TASK_IMAGE_TAGS:
+            client.images.get(tag)
+    except ImageNotFound:
+        subprocess.run([str(BUILD_SCRIPT)], check=True, capture_output=True, timeout=300)
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -10,17 +10,14 @@ import asyncio
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import docker
 import httpx
 import pytest
-from docker.errors import ImageNotFound
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import Depends, FastAPI
@@ -44,7 +41,6 @@ from primenet.validator.challenge import Throughput, ThroughputTable, new_challe
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
 IMAGE = "local/primenet-busybox:1"
-BUILD_SCRIPT = Path(__file__).parents[2] / "scripts" / "build-task-image.sh"
 SPECS = ComputeSpecs(cpu_model="test cpu", cpu_cores=2, ram_mib=4096, storage_path="/tmp", storage_free_gb=10.0)
 manager = role_account("orchestrator")  # compute manager of pool 0
 validator = role_account("validator")
@@ -81,17 +77,6 @@ class OrchestratorPeer:
                     return beat
             await asyncio.sleep(0.05)
         raise AssertionError(f"no matching heartbeat; last: {self.beats[-1:] if self.beats else None}")
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[Any]:
-    client = docker.from_env()
-    try:
-        client.images.get(IMAGE)
-    except ImageNotFound:
-        subprocess.run([str(BUILD_SCRIPT)], check=True, capture_output=True, timeout=300)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -8,17 +8,13 @@ nothing. Thresholds are short (heartbeats every 0.3 s, Unhealthy after 1.5 s, De
 
 import asyncio
 import secrets
-import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
-import pytest
-from docker.errors import ImageNotFound
 from eth_account.signers.local import LocalAccount
 
 from primenet.chain.contracts import Network
@@ -38,23 +34,11 @@ from primenet.orchestrator.settings import OrchestratorSettings
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
 IMAGE = "local/primenet-busybox:1"
-BUILD_SCRIPT = Path(__file__).parents[2] / "scripts" / "build-task-image.sh"
 SPECS = ComputeSpecs(cpu_model="test cpu", cpu_cores=2, ram_mib=4096, storage_path="/tmp", storage_free_gb=10.0)
 TOKEN = "orchestrator-admin-token-0123456789"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
 manager = role_account("orchestrator")
 provider = role_account("provider")
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[Any]:
-    client = docker.from_env()
-    try:
-        client.images.get(IMAGE)
-    except ImageNotFound:
-        subprocess.run([str(BUILD_SCRIPT)], check=True, capture_output=True, timeout=300)
-    yield client
-    client.close()
 
 
 def discovery_settings(devnet: DevnetState, prefix: str) -> DiscoverySettings:

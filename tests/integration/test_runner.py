@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import NotFound
 
 from primenet.core.models import TaskSpec, TaskState
 from primenet.miner.runner import LABEL_NODE, DockerRunner, NoTaskContainerError, TaskStatus
@@ -19,28 +18,12 @@ from primenet.miner.runner import LABEL_NODE, DockerRunner, NoTaskContainerError
 pytestmark = pytest.mark.integration
 
 IMAGE = "local/primenet-busybox:1"
-BUILD_SCRIPT = Path(__file__).parents[2] / "scripts" / "build-task-image.sh"
 MakeRunner = Callable[..., DockerRunner]
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator[Any]:
-    client = docker.from_env()
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="session")
 def task_image(docker_client: Any) -> str:
-    """Built on first use (CI starts from a fresh engine); the script keeps an existing image."""
-    try:
-        docker_client.images.get(IMAGE)
-        docker_client.images.get("local/primenet-busybox:latest")
-    except ImageNotFound:
-        subprocess.run([str(BUILD_SCRIPT)], check=True, capture_output=True, timeout=300)
-    return IMAGE
+    return IMAGE  # `docker_client` built it if it was missing
 
 
 @pytest.fixture
