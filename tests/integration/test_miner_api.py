@@ -7,6 +7,7 @@ assignment the test sets. It is a test peer standing in for a service still to b
 
 # No `from __future__ import annotations`: the peer's route dependency is a local object FastAPI must see as a value.
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -106,11 +107,13 @@ def miner_settings(devnet: DevnetState, tmp_path: Path, **changes: Any) -> Miner
         pool_id=0,
         storage_path=tmp_path / "storage",
         state_dir=tmp_path / "state",
-        heartbeat_interval_s=0.2,
-        discovery_check_interval_s=3600,
-        role_cache_s=1,
-        challenge_backend="numpy",
-        **changes,
+        **{
+            "heartbeat_interval_s": 0.2,
+            "discovery_check_interval_s": 3600,
+            "role_cache_s": 1,
+            "challenge_backend": "numpy",
+            **changes,
+        },
     )
 
 
@@ -338,3 +341,35 @@ async def test_kill_9_and_restart_keeps_the_task_container(
             process.kill()
             await process.wait()
         log.close()
+
+
+async def test_an_ejected_node_stops_heartbeats_and_its_task(
+    devnet: DevnetState,
+    network: Network,
+    node: LocalAccount,
+    orchestrator: tuple[OrchestratorPeer, str],
+    docker_client: Any,
+    tmp_path: Path,
+) -> None:
+    """Ejected on chain while it runs (the pool owner's call, not the miner's): the miner's membership check sees it,
+    removes the task container and stops beating, so a node outside the pool never works for it."""
+    peer, peer_url = orchestrator
+    settings = miner_settings(devnet, tmp_path, discovery_check_interval_s=0.5)
+    app = create_app(settings, MinerKeys(provider=role_account("provider"), node=node), SPECS)
+    with serve_in_thread(app, port=settings.port) as url:
+        async with client(url, manager, node.address.lower()) as owner:
+            assert (await owner.post("/invite", json=await invite_body(network, node.address, peer_url))).is_success
+        peer.assignment = busybox("ej-1", "sleep 300")
+        await peer.next_beat(0, running("ej-1"))
+
+        await network.eject_node(network.transactor(manager), 0, node.address)
+        label = {"label": [f"{LABEL_NODE}={node.address.lower()}"]}
+        deadline = time.monotonic() + 30
+        while docker_client.containers.list(all=True, filters=label):
+            assert time.monotonic() < deadline, "the task container outlived the ejection"
+            await asyncio.sleep(0.2)
+        state = json.loads((tmp_path / "state" / "miner-state.json").read_text())
+        assert (state["pool_id"], state["orchestrator_url"], state["assignment"]) == (None, None, None)
+        quiet_from = len(peer.beats)
+        await asyncio.sleep(5 * settings.heartbeat_interval_s)
+        assert len(peer.beats) <= quiet_from + 1  # at most one beat that was already on its way
