@@ -59,19 +59,19 @@ return cur
 """
 
 # A heartbeat in one step. ARGV: prefix, node, now, statuses a beat makes Healthy (comma list), statuses that are
-# refused (comma list), then the hash fields to write as name, value pairs. Returns {status before, task id, task
-# JSON}: a refused or unknown node gets nothing written; a node in the first list becomes Healthy and gets its
-# assignment; any other is left to the caller (it needs the chain), with the beat recorded.
+# refused (comma list), then the hash fields to write as name, value pairs. Returns {status before, the assigned
+# task's JSON or ''}: a refused or unknown node gets nothing written; a node in the first list becomes Healthy and
+# gets its assignment; any other is left to the caller (it needs the chain), with the beat recorded.
 _BEAT = """
 local function listed(list, value)
   for s in string.gmatch(list, '[^,]+') do if s == value then return true end end
   return false
 end
 local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {'', '', ''} end
-if listed(ARGV[5], cur) then return {cur, '', ''} end
+if not cur then return {'', ''} end
+if listed(ARGV[5], cur) then return {cur, ''} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-if not listed(ARGV[4], cur) then return {cur, '', ''} end
+if not listed(ARGV[4], cur) then return {cur, ''} end
 if cur ~= 'healthy' then
   redis.call('HSET', KEYS[1], 'status', 'healthy', 'status_since', ARGV[3])
   redis.call('SREM', ARGV[1] .. ':status:' .. cur, ARGV[2])
@@ -79,8 +79,8 @@ if cur ~= 'healthy' then
 end
 redis.call('ZADD', ARGV[1] .. ':beats', ARGV[3], ARGV[2])
 local task = redis.call('HGET', ARGV[1] .. ':assign', ARGV[2])
-if not task then return {cur, '', ''} end
-return {cur, task, redis.call('GET', ARGV[1] .. ':task:' .. task) or ''}
+if not task then return {cur, ''} end
+return {cur, redis.call('GET', ARGV[1] .. ':task:' .. task) or ''}
 """
 
 _UPSERT = """
@@ -157,8 +157,7 @@ def task_spec(raw: str) -> TaskSpec:
 @dataclass(frozen=True)
 class BeatOutcome:
     previous: NodeStatus | None  # None: an unknown node
-    task_id: str | None  # the assignment, given only when the beat made the node Healthy
-    task: TaskSpec | None  # its spec (None also when the task was deleted meanwhile)
+    task: TaskSpec | None  # the assignment, given only when the beat made the node Healthy
 
 
 @dataclass(frozen=True)
@@ -272,18 +271,14 @@ class OrchestratorStore:
     ) -> BeatOutcome:
         """Record a heartbeat's `fields` (not for a node in `refused`); a node in `healthy_from` becomes Healthy and
         the outcome carries its assignment. One round trip: this is the orchestrator's hottest path."""
-        previous, task_id, raw = await self._beat(
+        previous, raw = await self._beat(
             keys=[self.node_key(address)],
             args=[
                 self.prefix, address.lower(), repr(now), ",".join(s.value for s in healthy_from),
                 ",".join(s.value for s in refused), *(item for pair in fields.items() for item in pair),
             ],
         )  # fmt: skip
-        return BeatOutcome(
-            previous=NodeStatus(previous) if previous else None,
-            task_id=task_id or None,
-            task=task_spec(raw) if raw else None,
-        )
+        return BeatOutcome(previous=NodeStatus(previous) if previous else None, task=task_spec(raw) if raw else None)
 
     async def silent(self, since: float) -> list[str]:
         """Healthy and Unhealthy nodes whose last heartbeat is older than `since`."""
