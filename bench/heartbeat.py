@@ -48,13 +48,11 @@ from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
 
-from primenet.chain.contracts import Network
-from primenet.chain.deploy import deploy
-from primenet.chain.rpc import connect as connect_chain
 from primenet.core.auth import AUTH_HEADER, sign_request
 from primenet.core.models import ComputeSpecs, Heartbeat, NodeRecord
 from primenet.core.redisdb import connect as connect_redis
 from primenet.devnet.accounts import role_account
+from primenet.devnet.chain_setup import prepare_chain
 from primenet.devnet.local import Devnet, DevnetSettings
 from primenet.devnet.processes import answers_health, free_port, spawn, stop, wait_ready
 from primenet.miner.runner import LABEL_TASK
@@ -101,19 +99,6 @@ def ms(values: list[float], q: float) -> float:
 
 
 # --- setup ----------------------------------------------------------------------------------------------
-
-
-async def chain_setup(rpc_url: str, deployment_file: Path) -> None:
-    """Contracts, domain 0 and pool 0 (ACTIVE, compute manager = the orchestrator key), as the devnet has them."""
-    w3 = connect_chain(rpc_url)
-    federator = role_account("federator")
-    deployment = await deploy(w3, federator, stake_minimum=1)
-    deployment.save(deployment_file)
-    async with Network(w3, deployment) as network:
-        fed = network.transactor(federator)
-        await network.create_domain(fed, "bench")
-        pool = await network.create_pool(fed, domain_id=0, manager=role_account("orchestrator").address, name="bench")
-        await network.start_pool(fed, pool)
 
 
 async def known_healthy(redis_url: str, nodes: list[LocalAccount], closed_port: int) -> None:
@@ -321,7 +306,8 @@ def main() -> int:
         orchestrator = None
         try:
             started = time.perf_counter()
-            asyncio.run(chain_setup(anvil.url, state / "deployment.json"))
+            deployment, _ = asyncio.run(prepare_chain(anvil.url, None, lambda _: None))  # as the devnet has it
+            deployment.save(state / "deployment.json")
             nodes = [Account.create() for _ in range(args.n)]
             asyncio.run(known_healthy(redis.url, nodes, closed_port=free_port()))
             port = free_port()
