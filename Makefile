@@ -21,11 +21,12 @@ demo: setup  ## The whole network on this machine (chain, Redis, services, a min
 down:  ## Stop what `make demo` started
 	@if [ -x $(PRIMENET) ]; then $(PRIMENET) devnet down; fi
 
-lint: setup  ## ruff, mypy, yamllint, ansible-lint
+lint: setup  ## ruff, mypy, import-linter (the floors), yamllint, ansible-lint
 	$(BIN)/ruff check services tests bench
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory lint-ansible
 
 test: setup lint  ## The whole suite: lint, unit, integration and e2e tests, every Molecule scenario

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from primenet.core.challenge import MatrixDtype, derive_matrices
+from primenet.core.challenge.derive import derive_matrices
+from primenet.core.challenge.wire import MatrixDtype
 from primenet.miner.challenge import select_backend, solve_round1, solve_round2
 from primenet.validator.challenge import new_challenge, reveal, verify
 

@@ -26,7 +26,7 @@ from fastapi import Depends, FastAPI
 from primenet.chain.contracts import Network
 from primenet.chain.eip712 import PoolInvite
 from primenet.core.auth import RequestAuthenticator, RequestSigner, Signer
-from primenet.core.challenge import Commitment, Opening
+from primenet.core.challenge.wire import Commitment, Opening
 from primenet.core.models import ComputeSpecs, Heartbeat, HeartbeatReply, TaskSpec, TaskState
 from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from primenet.chain.contracts import Network
 from primenet.cli.validator import validator_app
 from primenet.core.auth import RequestAuthenticator, RequestSigner, Signer
-from primenet.core.challenge import Challenge, Commitment, Matrix, MatrixDtype, Opening, Reveal, Vector
+from primenet.core.challenge.wire import Challenge, Commitment, Matrix, MatrixDtype, Opening, Reveal, Vector
 from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from primenet.core.challenge import (
+from primenet.core.challenge.derive import derive_matrices, derive_vector, matvec64, round_to_bfloat16, to_float32
+from primenet.core.challenge.wire import (
     Challenge,
     ChallengeError,
     Commitment,
@@ -22,12 +23,7 @@ from primenet.core.challenge import (
     Opening,
     Reveal,
     Vector,
-    derive_matrices,
-    derive_vector,
-    matvec64,
     opening_size_bytes,
-    round_to_bfloat16,
-    to_float32,
 )
 from primenet.miner.challenge import (
     NUMPY_BACKEND,

@@ -8,25 +8,19 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from primenet.core import challenge as core
-from primenet.core.challenge import (
-    ChallengeError,
-    MatrixDtype,
-    Vector,
+from primenet.core.challenge import derive
+from primenet.core.challenge.derive import (
     derive_indices,
     derive_matrices,
     derive_values,
     derive_vector,
-    leaf_hash,
-    merkle_proof,
-    merkle_root,
-    merkle_tree,
-    node_hash,
     philox_key,
     round_to_bfloat16,
     to_float32,
-    verify_proof,
+    to_float64,
 )
+from primenet.core.challenge.merkle import leaf_hash, merkle_proof, merkle_root, merkle_tree, node_hash, verify_proof
+from primenet.core.challenge.wire import ChallengeError, MatrixDtype, Vector
 
 pytestmark = pytest.mark.unit
 
@@ -74,16 +68,16 @@ def test_derivation_is_deterministic_and_seed_dependent() -> None:
 
 def test_parallel_chunks_equal_one_sequential_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     count = 5 * 8 * 64 + 3  # five chunks of 64 blocks, the last one partial
-    monkeypatch.setattr(core, "_CHUNK_BLOCKS", 64)
+    monkeypatch.setattr(derive, "_CHUNK_BLOCKS", 64)
     chunked = derive_values(b"B", SEED, count, MatrixDtype.FLOAT32)
-    monkeypatch.setattr(core, "_CHUNK_BLOCKS", 1 << 20)
+    monkeypatch.setattr(derive, "_CHUNK_BLOCKS", 1 << 20)
     assert np.array_equal(chunked, derive_values(b"B", SEED, count, MatrixDtype.FLOAT32))
 
 
 @pytest.mark.parametrize("dtype", list(MatrixDtype))
 def test_values_are_uniform_on_minus_one_one(dtype: MatrixDtype) -> None:
     a, _ = derive_matrices(SEED, 128, dtype)
-    values = core.to_float64(a, dtype)
+    values = to_float64(a, dtype)
     assert values.min() >= -1.0
     assert values.max() <= 1.0
     assert abs(values.mean()) < 0.02

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from primenet.core.auth import AuthPolicy, RequestAuthenticator
-from primenet.core.challenge import Challenge
+from primenet.core.challenge.wire import Challenge
 from primenet.core.errors import ApiError
 from primenet.core.models import ComputeSpecs, InviteRequest, NodeRecord, TaskSpec
 from primenet.miner.api import ChallengeBook

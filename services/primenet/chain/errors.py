@@ -14,6 +14,7 @@ from eth_abi.abi import decode
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from primenet.chain.artifacts import CONTRACTS, abi_type, load_artifact
+from primenet.core.errors import PrimenetError
 
 PANIC_REASONS = {
     0x01: "assertion failed",
@@ -27,7 +28,7 @@ PANIC_REASONS = {
 }
 
 
-class ChainError(RuntimeError):
+class ChainError(PrimenetError, RuntimeError):
     """Any failure talking to the chain (unreachable RPC, rejected or failed transaction)."""
 
 

@@ -19,7 +19,7 @@ from rich.table import Table
 from primenet.chain.deployment import Deployment
 from primenet.cli.output import console, fail, progress
 from primenet.core.app import serve
-from primenet.core.challenge import MatrixDtype
+from primenet.core.challenge.wire import MatrixDtype
 from primenet.core.discovery_client import DiscoveryError, DiscoveryReader
 from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from pydantic import SecretStr
 
 from primenet.core.errors import ApiError
@@ -35,3 +36,11 @@ def require_admin(token: str | None, configured: SecretStr | None) -> None:
         raise ApiError(401, "admin_token_missing", "send Authorization: Bearer <admin token>")
     if not hmac.compare_digest(token.encode(), configured.get_secret_value().encode()):
         raise ApiError(401, "admin_token_invalid", "the bearer token is not the admin token")
+
+
+def admin_request(request: Request) -> None:
+    """A route dependency: the request must carry the app's admin token (`app.state.admin_token`)."""
+    require_admin(bearer(request), request.app.state.admin_token)
+
+
+AdminOnly = Annotated[None, Depends(admin_request)]

@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import aiohttp
+import httpx
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
 from primenet import __version__
-from primenet.core.errors import install_error_handlers
+from primenet.core.errors import ApiError, error_response, install_error_handlers
 from primenet.core.limits import BodySizeLimit
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -26,6 +29,21 @@ def service_app(*, title: str, max_body_bytes: int, lifespan: Lifespan | None = 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.mount("/metrics", make_asgi_app())
     return app
+
+
+# What a web3/JSON-RPC call raises when the chain's node cannot be reached or does not answer in time.
+CHAIN_DOWN_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientError, httpx.HTTPError, asyncio.TimeoutError)
+
+
+def answer_chain_down(app: FastAPI, *more: type[Exception]) -> None:
+    """Answer 503 `chain_unavailable` (retry) when a route's chain call fails with `CHAIN_DOWN_ERRORS` or `more`."""
+
+    async def on_chain_down(_: Request, exc: Exception) -> JSONResponse:
+        message = f"the chain RPC is unreachable ({type(exc).__name__}); retry shortly"
+        return error_response(ApiError(503, "chain_unavailable", message, headers={"Retry-After": "5"}))
+
+    for error in (*CHAIN_DOWN_ERRORS, *more):
+        app.add_exception_handler(error, on_chain_down)
 
 
 @asynccontextmanager

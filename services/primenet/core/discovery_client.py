@@ -14,10 +14,11 @@ from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from primenet.core.auth import RequestSigner
+from primenet.core.errors import PrimenetError
 from primenet.core.models import FeedPage, NodeRecord
 
 
-class DiscoveryError(RuntimeError):
+class DiscoveryError(PrimenetError, RuntimeError):
     """Discovery could not be read (unreachable, an HTTP error, or a reply of the wrong shape)."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:

@@ -17,7 +17,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
-class ApiError(Exception):
+class PrimenetError(Exception):
+    """The root of every error primenet raises on purpose: `except PrimenetError` catches all of them."""
+
+
+class ApiError(PrimenetError):
     """A failure the client caused; rendered as a JSON error with its own stable code."""
 
     def __init__(

@@ -13,8 +13,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from pydantic import SecretStr
 
+from primenet.core.errors import PrimenetError
 
-class PrivateKeyError(ValueError):
+
+class PrivateKeyError(PrimenetError, ValueError):
     """A key that is missing, unreadable, too widely readable or malformed."""
 
 

@@ -6,10 +6,10 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from primenet.core.errors import error_body
+from primenet.core.errors import PrimenetError, error_body
 
 
-class _BodyTooLargeError(Exception):
+class _BodyTooLargeError(PrimenetError):
     pass
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from primenet.core.errors import PrimenetError
 from primenet.core.models import ComputeSpecs, GpuDevice
 
 _ALIASES = {"gpu:memory_mb": "gpu:memory_mib", "ram_mb": "ram_mib"}
@@ -22,7 +23,7 @@ _GPU_KEYS = {"gpu:count", "gpu:count_min", "gpu:model", "gpu:memory_mib", "gpu:c
 _HOST_KEYS = {"cpu:cores", "ram_mib", "storage_gb"}
 
 
-class RequirementsError(ValueError):
+class RequirementsError(PrimenetError, ValueError):
     """The requirements string cannot be parsed."""
 
 

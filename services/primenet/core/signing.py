@@ -14,15 +14,17 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 
+from primenet.core.errors import PrimenetError
+
 SIGNATURE_BYTES = 65
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
-class SignatureFormatError(ValueError):
+class SignatureFormatError(PrimenetError, ValueError):
     """The signature is not 65 bytes of hex (r, s, v)."""
 
 
-class RecoveryError(ValueError):
+class RecoveryError(PrimenetError, ValueError):
     """The signature is well formed but no public key recovers from it."""
 
 

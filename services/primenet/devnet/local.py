@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from primenet.chain.deployment import Deployment
+from primenet.core.errors import PrimenetError
 from primenet.devnet.accounts import ROLES, role_account
 from primenet.devnet.chain_setup import prepare_chain
 from primenet.devnet.processes import (
@@ -39,7 +40,7 @@ STATE_FILE = "devnet.json"
 DEPLOYMENT_FILE = "deployment.json"
 
 
-class DevnetError(RuntimeError):
+class DevnetError(PrimenetError, RuntimeError):
     """Something the person running the devnet must fix; the message says what."""
 
 

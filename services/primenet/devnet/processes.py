@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
+from primenet.core.errors import PrimenetError
 
-class ProcessStartError(RuntimeError):
+
+class ProcessStartError(PrimenetError, RuntimeError):
     """A server exited or did not answer in time; the message ends with the tail of its log."""
 
 

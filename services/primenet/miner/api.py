@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from primenet.chain.eip712 import PoolInvite
 from primenet.chain.errors import ChainError, ContractRevertError
 from primenet.core.auth import RequestAuthenticator, Signer, cached
-from primenet.core.challenge import Challenge, ChallengeError, Commitment, Opening, Reveal
+from primenet.core.challenge.wire import Challenge, ChallengeError, Commitment, Opening, Reveal
 from primenet.core.errors import ApiError, error_response
 from primenet.core.models import InviteRequest
 from primenet.miner.challenge import Backend, MinerState, solve_round1, solve_round2

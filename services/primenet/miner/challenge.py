@@ -15,26 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from primenet.core.challenge import (
+from primenet.core.challenge.derive import derive_matrices, derive_vector, from_float32, matvec64, to_float32
+from primenet.core.challenge.merkle import MerkleTree, merkle_proof, merkle_tree
+from primenet.core.challenge.wire import (
     DTYPES,
     Challenge,
     ChallengeError,
     Commitment,
     Matrix,
     MatrixDtype,
-    MerkleTree,
     MinerTimings,
     OpenedRow,
     Opening,
     Reveal,
     Vector,
-    derive_matrices,
-    derive_vector,
-    from_float32,
-    matvec64,
-    merkle_proof,
-    merkle_tree,
-    to_float32,
 )
 
 MatmulFn = Callable[[Matrix, Matrix, MatrixDtype], Matrix]

@@ -98,7 +98,9 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
-from primenet.core.challenge import (
+from primenet.core.challenge.derive import derive_indices, derive_matrices, derive_vector, to_float64
+from primenet.core.challenge.merkle import verify_proof
+from primenet.core.challenge.wire import (
     DTYPES,
     Challenge,
     ChallengeError,
@@ -108,11 +110,6 @@ from primenet.core.challenge import (
     MatrixDtype,
     Opening,
     Reveal,
-    derive_indices,
-    derive_matrices,
-    derive_vector,
-    to_float64,
-    verify_proof,
 )
 from primenet.core.models import Wire
 

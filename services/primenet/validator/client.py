@@ -29,7 +29,8 @@ from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, Field, ValidationError
 
 from primenet.core.auth import RequestSigner
-from primenet.core.challenge import Commitment, Matrix, MatrixDtype, Opening, derive_matrices
+from primenet.core.challenge.derive import derive_matrices
+from primenet.core.challenge.wire import Commitment, Matrix, MatrixDtype, Opening
 from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.validator.challenge import (
     DEFAULT_TABLE,

@@ -18,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from pydantic import Field, SecretStr, field_validator
 
 from primenet.core.admin import refuse_weak_token
-from primenet.core.challenge import MAX_N, MatrixDtype
+from primenet.core.challenge.wire import MAX_N, MatrixDtype
 from primenet.core.keys import account_from_key, load_key
 from primenet.core.settings import ServiceSettings
 
