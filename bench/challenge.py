@@ -17,8 +17,8 @@ import time
 
 from primenet.core.challenge.derive import derive_matrices
 from primenet.core.challenge.wire import MatrixDtype
-from primenet.miner.challenge import select_backend, solve_round1, solve_round2
-from primenet.validator.challenge import new_challenge, reveal, verify
+from primenet.miner.solver import select_backend, solve_round1, solve_round2
+from primenet.validator.verifier import new_challenge, reveal, verify
 
 TARGET_N = 4096
 TARGET_PERCENT = 2.0

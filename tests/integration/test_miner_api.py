@@ -38,7 +38,7 @@ from primenet.discovery.settings import DiscoverySettings
 from primenet.miner.runner import LABEL_NODE
 from primenet.miner.service import create_app
 from primenet.miner.settings import MinerKeys, MinerSettings
-from primenet.validator.challenge import Throughput, ThroughputTable, new_challenge, reveal, verify
+from primenet.validator.verifier import Throughput, ThroughputTable, new_challenge, reveal, verify
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
 IMAGE = "local/primenet-busybox:1"

@@ -9,8 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from primenet.core.models import ComputeSpecs, NodeRecord
-from primenet.orchestrator.loops import BEAT_MAKES_HEALTHY, BEAT_REFUSED
 from primenet.orchestrator.models import NodeStatus, StoredTask
+from primenet.orchestrator.orchestrator import BEAT_MAKES_HEALTHY, BEAT_REFUSED
 from primenet.orchestrator.store import OrchestratorStore, heartbeat_fields
 
 pytestmark = pytest.mark.integration

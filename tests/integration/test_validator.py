@@ -35,11 +35,11 @@ from primenet.devnet.processes import free_port
 from primenet.devnet.serve import serve_in_thread
 from primenet.discovery.app import create_app as create_discovery
 from primenet.discovery.settings import DiscoverySettings
-from primenet.miner.challenge import Backend, MinerState, numpy_matmul, solve_round1, solve_round2
 from primenet.miner.service import create_app as create_miner
 from primenet.miner.settings import MinerKeys, MinerSettings
+from primenet.miner.solver import Backend, MinerState, numpy_matmul, solve_round1, solve_round2
 from primenet.validator.app import create_app as create_validator
-from primenet.validator.client import ChallengeClient, ChallengeResult, Outcome, Target
+from primenet.validator.challenger import ChallengeClient, ChallengeResult, Outcome, Target
 from primenet.validator.settings import ValidatorSettings
 from primenet.validator.store import RedisLedger, ValidatorStore
 

@@ -25,7 +25,7 @@ from primenet.core.challenge.wire import (
     Vector,
     opening_size_bytes,
 )
-from primenet.miner.challenge import (
+from primenet.miner.solver import (
     NUMPY_BACKEND,
     Backend,
     MatmulFn,
@@ -35,7 +35,7 @@ from primenet.miner.challenge import (
     solve_round1,
     solve_round2,
 )
-from primenet.validator.challenge import (
+from primenet.validator.verifier import (
     DEFAULT_ROWS_TO_OPEN,
     DEFAULT_TABLE,
     IssuedChallenge,

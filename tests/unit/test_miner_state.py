@@ -13,9 +13,9 @@ from primenet.core.challenge.wire import Challenge
 from primenet.core.errors import ApiError
 from primenet.core.models import ComputeSpecs, InviteRequest, NodeRecord, TaskSpec
 from primenet.miner.api import ChallengeBook
-from primenet.miner.challenge import NUMPY_BACKEND, solve_round1
 from primenet.miner.publisher import _comparable
 from primenet.miner.registration import tokens
+from primenet.miner.solver import NUMPY_BACKEND, solve_round1
 from primenet.miner.state import PersistedState, StateFile
 
 NODE = "0x" + "ab" * 20

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 from primenet.cli.validator import validator_app
 from primenet.core.discovery_client import ListedNode
 from primenet.core.models import ComputeSpecs, GpuDevice, NodeRecord
-from primenet.validator.challenge import DEFAULT_TABLE
-from primenet.validator.client import ChallengeResult, Outcome, claimed_gpu, miner_url
+from primenet.validator.challenger import ChallengeResult, Outcome, claimed_gpu, miner_url
 from primenet.validator.policy import NodeState, RetryPolicy, Step, backoff_s, decide
 from primenet.validator.settings import FailureAction, ValidatorSettings
+from primenet.validator.verifier import DEFAULT_TABLE
 
 POLICY = RetryPolicy(max_attempts=3, base_s=10.0, max_s=100.0, action=FailureAction.INVALIDATE)
 NODE = "0x" + "ab" * 20

@@ -23,7 +23,7 @@ from primenet.core.challenge.wire import MatrixDtype
 from primenet.core.discovery_client import DiscoveryError, DiscoveryReader
 from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging
-from primenet.validator.client import CPU_MODEL, ChallengeClient, ChallengeResult, Outcome, Target
+from primenet.validator.challenger import CPU_MODEL, ChallengeClient, ChallengeResult, Outcome, Target
 from primenet.validator.settings import ValidatorSettings, load_validator_account
 
 validator_app = typer.Typer(no_args_is_help=True)

@@ -28,8 +28,8 @@ from primenet.core.auth import RequestAuthenticator, Signer, cached
 from primenet.core.challenge.wire import Challenge, ChallengeError, Commitment, Opening, Reveal
 from primenet.core.errors import ApiError, error_response
 from primenet.core.models import InviteRequest
-from primenet.miner.challenge import Backend, MinerState, solve_round1, solve_round2
 from primenet.miner.runner import NoTaskContainerError, TaskStatus
+from primenet.miner.solver import Backend, MinerState, solve_round1, solve_round2
 
 if TYPE_CHECKING:
     from primenet.miner.service import Miner

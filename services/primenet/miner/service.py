@@ -20,13 +20,13 @@ from primenet.chain.deployment import Deployment
 from primenet.core.app import background, service_app
 from primenet.core.models import ComputeSpecs
 from primenet.miner.api import add_routes
-from primenet.miner.challenge import select_backend
 from primenet.miner.hardware import compute_units, detect_specs
 from primenet.miner.heartbeat import HeartbeatLoop, MinerMemory
 from primenet.miner.publisher import DiscoveryPublisher, PublishError
 from primenet.miner.registration import Outcome, Progress, Registrar
 from primenet.miner.runner import DockerRunner
 from primenet.miner.settings import MinerKeys, MinerSettings
+from primenet.miner.solver import select_backend
 from primenet.miner.state import StateFile
 
 log = structlog.get_logger(__name__)

@@ -1,4 +1,4 @@
-"""The orchestrator's HTTP API; its lifespan runs the loops (`primenet.orchestrator.loops`).
+"""The orchestrator's HTTP API; its lifespan runs the loops (`primenet.orchestrator.orchestrator`).
 
 POST   /heartbeat                 signed by the node key (audience "orchestrator"): Heartbeat -> HeartbeatReply
 POST   /tasks, GET /tasks, GET /tasks/{id}, DELETE /tasks/{id}                        admin (Bearer)
@@ -29,8 +29,8 @@ from primenet.core.errors import ApiError
 from primenet.core.models import ADDRESS_PATTERN, Heartbeat, HeartbeatReply
 from primenet.core.redisdb import connect
 from primenet.core.requirements import RequirementsError, parse
-from primenet.orchestrator.loops import HeartbeatRefusedError, Orchestrator
 from primenet.orchestrator.models import NodeStatus, NodeView, StoredTask, TaskRequest, TaskView
+from primenet.orchestrator.orchestrator import HeartbeatRefusedError, Orchestrator
 from primenet.orchestrator.peers import MinerClient, PeerError
 from primenet.orchestrator.settings import OrchestratorSettings
 from primenet.orchestrator.store import NodeRow, OrchestratorStore

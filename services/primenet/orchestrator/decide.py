@@ -1,6 +1,6 @@
 """The orchestrator's decisions as pure functions: node status transitions and task placement.
 
-The loops (`primenet.orchestrator.loops`) gather facts from Redis and the chain, call these, and write the
+The loops (`primenet.orchestrator.orchestrator`) gather facts from Redis and the chain, call these, and write the
 outcome back; keeping the rules here makes each of them testable without a server.
 
 Status rules, fixing the reference's gaps (§5.1/§11: nodes stuck waiting, dead nodes never re-invited):

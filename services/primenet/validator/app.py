@@ -23,7 +23,7 @@ from primenet.core.admin import bearer, require_admin
 from primenet.core.app import background, service_app
 from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
-from primenet.validator.client import ChallengeClient
+from primenet.validator.challenger import ChallengeClient
 from primenet.validator.loop import ValidatorLoop
 from primenet.validator.policy import RetryPolicy
 from primenet.validator.settings import ValidatorSettings

@@ -27,7 +27,7 @@ from primenet.chain.errors import ChainError
 from primenet.chain.tx import Transactor
 from primenet.core.discovery_client import DiscoveryReader, ListedNode
 from primenet.core.models import FeedEvent, NodeRecord
-from primenet.validator.client import ChallengeClient, ChallengeResult, Outcome, RunFailure, Target
+from primenet.validator.challenger import ChallengeClient, ChallengeResult, Outcome, RunFailure, Target
 from primenet.validator.policy import NodeState, RetryPolicy, Step, decide, failed_again
 from primenet.validator.settings import FailureAction
 from primenet.validator.store import ValidatorStore

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from primenet.validator.client import Outcome
+from primenet.validator.challenger import Outcome
 from primenet.validator.settings import FailureAction
 
 

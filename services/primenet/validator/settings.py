@@ -6,7 +6,7 @@ The validator key is not a settings field: it comes from `PRIMENET_VALIDATOR_KEY
 Challenge size. The defaults (n = 256, float32) are sized for the devnet, whose miners run on CPUs: numpy answers
 in milliseconds and the validator checks in less. They prove only that the node computes a correct product, not
 that it has a GPU; on a real network raise `PRIMENET_CHALLENGE_N` (4096 or more) so that the time the claimed
-GPU model is allowed separates it from slower hardware (see `primenet.validator.challenge`).
+GPU model is allowed separates it from slower hardware (see `primenet.validator.verifier`).
 """
 
 from __future__ import annotations

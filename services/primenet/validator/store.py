@@ -17,7 +17,7 @@ from typing import cast
 import redis
 from redis.asyncio import Redis
 
-from primenet.validator.client import ChallengeResult
+from primenet.validator.challenger import ChallengeResult
 from primenet.validator.policy import NodeState
 
 

@@ -14,7 +14,7 @@ Protocol (version `primenet-challenge/1`):
   3. Only then does the validator send a `Reveal`: a fresh 32-byte secret, kept until now, from which both sides
      derive r (`derive_vector`), and the k row indices to open (`derive_indices`, listed in the reveal).
   4. The miner answers with an `Opening`: y = C.r (computed in float64 from its committed C) and the k rows with
-     their Merkle proofs. The validator's checks and their reasons are in `primenet.validator.challenge`.
+     their Merkle proofs. The validator's checks and their reasons are in `primenet.validator.verifier`.
 
 Derivation (portable; numpy is one implementation, any other must reproduce it bit for bit):
   - Stream S(label, seed): Philox4x64-10 (Random123) with key = the first 16 bytes of

@@ -2,7 +2,7 @@
 
 Two signed rounds (`POST /challenge/commit`, then `POST /challenge/open`), timed on the validator's clock: the
 commitment's arrival time is taken the moment its response is read, and the reveal (which discloses r and the
-rows to open) is sent only after that. The answer is judged by `primenet.validator.challenge.verify`.
+rows to open) is sent only after that. The answer is judged by `primenet.validator.verifier.verify`.
 
 Three outcomes, kept apart because they lead to different actions:
   accepted   the verdict is ok
@@ -32,7 +32,8 @@ from primenet.core.auth import RequestSigner
 from primenet.core.challenge.derive import derive_matrices
 from primenet.core.challenge.wire import Commitment, Matrix, MatrixDtype, Opening
 from primenet.core.models import ComputeSpecs, NodeRecord
-from primenet.validator.challenge import (
+from primenet.validator.settings import ValidatorSettings
+from primenet.validator.verifier import (
     DEFAULT_TABLE,
     ChallengeLedger,
     IssuedChallenge,
@@ -44,7 +45,6 @@ from primenet.validator.challenge import (
     reveal,
     verify,
 )
-from primenet.validator.settings import ValidatorSettings
 
 log = structlog.get_logger(__name__)
 
