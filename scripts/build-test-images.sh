@@ -25,15 +25,18 @@ docker info >/dev/null 2>&1 || die "the Docker engine does not answer (run 'make
 debootstrap=$(command -v debootstrap || echo /usr/sbin/debootstrap)
 [ -x "$debootstrap" ] || die "debootstrap is missing (run 'make setup' first)"
 
-# The mirror this machine already uses (deb822 sources first, then a one-line sources.list).
+# The Debian archive this machine's apt already uses (DEBIAN_MIRROR where set), found in its sources
+# as the nvidia_driver role finds a host's: deb822 *.sources first, then a one-line sources.list.
 mirror=${DEBIAN_MIRROR:-}
-if [ -z "$mirror" ] && [ -r /etc/apt/sources.list.d/debian.sources ]; then
-  mirror=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+if [ -z "$mirror" ]; then
+  release=$( (. /etc/os-release && [ "${ID:-}" = debian ] && echo "${VERSION_CODENAME:-}") 2>/dev/null || true)
+  if [ -n "$release" ]; then
+    mirror=$(awk -v codename="$release" -f "$repo/roles/nvidia_driver/files/debian-archive-uri.awk" \
+      /etc/apt/sources.list.d/*.sources /etc/apt/sources.list) || mirror=""
+  fi
+  [ -n "$mirror" ] || die "no Debian archive in this machine's apt sources (a deb source of its Debian release \
+with the component main): set DEBIAN_MIRROR to a Debian mirror's URL"
 fi
-if [ -z "$mirror" ] && [ -r /etc/apt/sources.list ]; then
-  mirror=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list)
-fi
-mirror=${mirror:-http://deb.debian.org/debian}
 recipe=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
 security_mirror=${DEBIAN_SECURITY_MIRROR:-${mirror%/debian}/debian-security}
 
