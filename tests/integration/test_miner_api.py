@@ -1,11 +1,14 @@
-"""The miner's API and heartbeat loop against the real devnet chain, Redis, dockerd and uvicorn.
+"""The miner's API and heartbeat loop against the real devnet chain, Redis, dockerd, uvicorn, discovery and
+orchestrator.
 
-The orchestrator service does not exist yet, so `OrchestratorPeer` below plays its `/heartbeat` route: a real
-FastAPI app on a real server that checks the node's signature (audience "orchestrator") and answers with whatever
-assignment the test sets. It is a test peer standing in for a service still to be written, not a mock of one.
+The miner heartbeats to the real orchestrator (`primenet.orchestrator.app.create_app`), which carries its
+assignments: a test gives the node work by creating a task (`POST /tasks`) and sees what the heartbeats reported
+through the orchestrator's admin API. Its inviter makes one round at start, before the node is listed, and no other:
+the tests send the pool owner's invites themselves and check the miner's answers to them.
 """
 
-# No `from __future__ import annotations`: the peer's route dependency is a local object FastAPI must see as a value.
+from __future__ import annotations
+
 import asyncio
 import json
 import os
@@ -15,69 +18,127 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from fastapi import Depends, FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from primenet.chain.contracts import Network
 from primenet.chain.eip712 import PoolInvite
-from primenet.core.auth import RequestAuthenticator, RequestSigner, Signer
+from primenet.core.auth import RequestSigner
 from primenet.core.challenge.wire import Commitment, Opening
-from primenet.core.models import ComputeSpecs, Heartbeat, HeartbeatReply, TaskSpec, TaskState
-from primenet.core.redisdb import connect
+from primenet.core.models import ComputeSpecs, TaskState
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import DevnetState
 from primenet.devnet.processes import free_port
 from primenet.devnet.serve import serve_in_thread
 from primenet.discovery.app import create_app as create_discovery
 from primenet.discovery.settings import DiscoverySettings
+from primenet.miner.app import create_app
+from primenet.miner.onboarding import onboard
 from primenet.miner.runner import LABEL_NODE
-from primenet.miner.service import create_app
 from primenet.miner.settings import MinerKeys, MinerSettings
+from primenet.orchestrator.app import create_app as create_orchestrator
+from primenet.orchestrator.models import AssignmentView, NodeView, TaskView
+from primenet.orchestrator.settings import OrchestratorSettings
 from primenet.validator.verifier import Throughput, ThroughputTable, new_challenge, reveal, verify
 
+T = TypeVar("T")
 NewNode = Callable[..., Awaitable[LocalAccount]]
 IMAGE = "local/primenet-busybox:1"
 SPECS = ComputeSpecs(cpu_model="test cpu", cpu_cores=2, ram_mib=4096, storage_path="/tmp", storage_free_gb=10.0)
+ADMIN_TOKEN = "miner-api-orchestrator-token-0123456789"
 manager = role_account("orchestrator")  # compute manager of pool 0
+provider = role_account("provider")
 validator = role_account("validator")
 
 
-class OrchestratorPeer:
-    """Records signed heartbeats and replies with `assignment` (see the module docstring)."""
+class Orchestrator:
+    """The real orchestrator, seen as its operator sees it (admin API): its tasks and what the heartbeats reported."""
 
-    def __init__(self, redis_url: str, chain_id: int) -> None:
-        self.beats: list[Heartbeat] = []
-        self.assignment: TaskSpec | None = None
-        self.redis_url = redis_url
-        self.chain_id = chain_id
+    def __init__(self, url: str) -> None:
+        self.url = url
 
-    def app(self) -> FastAPI:
-        app = FastAPI()
-        auth = RequestAuthenticator(
-            redis=connect(self.redis_url), audience="orchestrator", chain_id=self.chain_id, key_prefix="peer"
-        )
+    async def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30) as http:
+            return await http.request(method, path, json=body)
 
-        @app.post("/heartbeat")
-        async def heartbeat(body: Heartbeat, signer: Annotated[Signer, Depends(auth)]) -> HeartbeatReply:
-            assert signer.address == body.address
-            self.beats.append(body)
-            return HeartbeatReply(assignment=self.assignment)
+    async def node(self, address: str) -> NodeView | None:
+        response = await self.request("GET", f"/nodes/{address.lower()}")
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, response.text
+        return NodeView.model_validate(response.json())
 
-        return app
+    async def task(self, task_id: str) -> TaskView:
+        response = await self.request("GET", f"/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        return TaskView.model_validate(response.json())
 
-    async def next_beat(self, after: float, match: Callable[[Heartbeat], bool], timeout_s: float = 30) -> Heartbeat:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for beat in list(self.beats):
-                if beat.timestamp > after and match(beat):
-                    return beat
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no matching heartbeat; last: {self.beats[-1:] if self.beats else None}")
+    async def run(self, name: str, script: str) -> TaskView:
+        """A task for one node: `sh -c script` in the local busybox image."""
+        body = {"name": name, "image": IMAGE, "command": ["sh", "-c", script], "nodes": 1}
+        response = await self.request("POST", "/tasks", body)
+        assert response.status_code == 201, response.text
+        return TaskView.model_validate(response.json())
+
+    async def withdraw(self, task: TaskView) -> None:
+        response = await self.request("DELETE", f"/tasks/{task.id}")
+        assert response.status_code == 200, response.text
+
+    async def heartbeats(self) -> float:
+        """Heartbeats the orchestrator accepted (its Prometheus counter; this test's miner is the only one beating)."""
+        text = (await self.request("GET", "/metrics/")).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "primenet_orchestrator_heartbeats_total" and sample.labels["outcome"] == "ok":
+                    return sample.value
+        raise AssertionError("the orchestrator exports no count of accepted heartbeats")
+
+    async def listed(self, address: str) -> NodeView:
+        """The node's view once the orchestrator learned of it from discovery's feed."""
+        return await until(lambda: self.node(address), f"the orchestrator to list {address}")
+
+    async def beat(self, address: str, after: float, match: Callable[[NodeView], bool]) -> NodeView:
+        """The node's view once a heartbeat received after `after` told the orchestrator what `match` wants."""
+
+        async def seen() -> NodeView | None:
+            view = await self.node(address)
+            beaten = view is not None and view.last_heartbeat is not None and view.last_heartbeat > after
+            return view if beaten and view is not None and match(view) else None
+
+        return await until(seen, f"a heartbeat of {address} after {after}")
+
+    async def running(self, task: TaskView, address: str, after: float = 0) -> AssignmentView:
+        """What a heartbeat received after `after` reported of `task` on the node: running, in its container."""
+
+        async def seen() -> AssignmentView | None:
+            reported = (await self.task(task.id)).assignments.get(address.lower())
+            ok = (
+                reported is not None
+                and reported.updated_at > after
+                and reported.state == TaskState.RUNNING
+                and reported.details is not None
+                and bool(reported.details.container_id)
+            )
+            return reported if ok else None
+
+        return await until(seen, f"a heartbeat of {address} reporting task {task.name} running")
+
+
+async def until(read: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 30) -> T:
+    """The first value `read` returns other than None, polled every 20 ms (heartbeats come every 200-300 ms)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = await read()
+        if found is not None:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -91,19 +152,56 @@ async def node(new_node: NewNode, docker_client: Any) -> AsyncIterator[LocalAcco
 
 
 @pytest.fixture
-def orchestrator(devnet: DevnetState) -> Iterator[tuple[OrchestratorPeer, str]]:
-    peer = OrchestratorPeer(devnet.redis_url, devnet.chain_id)
-    with serve_in_thread(peer.app(), port=free_port()) as url:
-        yield peer, url
+def discovery_url(devnet: DevnetState) -> Iterator[str]:
+    settings = DiscoverySettings(
+        redis_url=devnet.redis_url,
+        rpc_url=devnet.rpc_url,
+        deployment_file=Path(devnet.deployment_file),
+        sync_interval_s=0.2,
+        key_prefix="mk" + secrets.token_hex(4),
+    )
+    with serve_in_thread(create_discovery(settings), port=free_port()) as url:
+        yield url
 
 
-def miner_settings(devnet: DevnetState, tmp_path: Path, **changes: Any) -> MinerSettings:
+@pytest.fixture
+async def orchestrator(devnet: DevnetState, discovery_url: str) -> AsyncIterator[Orchestrator]:
+    """The pool's orchestrator on the test Redis, chain and discovery; it invites no node (see the module docstring).
+    Its thresholds are far from the tests' durations, so no node changes status for want of heartbeats."""
+    port = free_port()
+    settings = OrchestratorSettings(
+        redis_url=devnet.redis_url,
+        rpc_url=devnet.rpc_url,
+        deployment_file=Path(devnet.deployment_file),
+        discovery_url=discovery_url,
+        admin_token=ADMIN_TOKEN,
+        public_url=f"http://127.0.0.1:{port}",
+        heartbeat_interval_s=0.2,
+        unhealthy_after_s=60.0,
+        dead_after_s=120.0,
+        reassign_grace_s=60.0,
+        invite_interval_s=3600.0,
+        feed_timeout_s=1.0,
+        key_prefix="mo" + secrets.token_hex(4),
+    )
+    with serve_in_thread(create_orchestrator(settings, manager), port=port) as url:
+        peer = Orchestrator(url)
+
+        async def invited_once() -> bool | None:
+            loops = (await peer.request("GET", "/health")).json()["loops"]
+            return True if loops.get("inviter", {}).get("last_run_at") else None
+
+        await until(invited_once, "the inviter's first (empty) round")
+        yield peer
+
+
+def miner_settings(devnet: DevnetState, tmp_path: Path, discovery_url: str, **changes: Any) -> MinerSettings:
     return MinerSettings(
         host="127.0.0.1",
         port=free_port(),
         rpc_url=devnet.rpc_url,
         deployment_file=Path(devnet.deployment_file),
-        discovery_url="http://127.0.0.1:9",  # the API tests do not publish (the maintenance loop waits an hour)
+        discovery_url=discovery_url,
         pool_id=0,
         storage_path=tmp_path / "storage",
         state_dir=tmp_path / "state",
@@ -117,11 +215,21 @@ def miner_settings(devnet: DevnetState, tmp_path: Path, **changes: Any) -> Miner
     )
 
 
+async def listed(settings: MinerSettings, node: LocalAccount, orchestrator: Orchestrator) -> None:
+    """Onboard as `primenet miner run` does (the node is registered already: only its record is uploaded), then wait
+    until the orchestrator lists it, so that its first heartbeat is not refused as an unknown node's."""
+    await onboard(settings, MinerKeys(provider=provider, node=node), specs=SPECS)
+    await orchestrator.listed(node.address)
+
+
 @pytest.fixture
-def miner(devnet: DevnetState, node: LocalAccount, tmp_path: Path) -> Iterator[str]:
-    settings = miner_settings(devnet, tmp_path)
-    app = create_app(settings, MinerKeys(provider=role_account("provider"), node=node), SPECS)
+async def miner(
+    devnet: DevnetState, node: LocalAccount, tmp_path: Path, discovery_url: str, orchestrator: Orchestrator
+) -> AsyncIterator[str]:
+    settings = miner_settings(devnet, tmp_path, discovery_url)
+    app = create_app(settings, MinerKeys(provider=provider, node=node), SPECS)
     with serve_in_thread(app, port=settings.port) as url:
+        await listed(settings, node, orchestrator)
         yield url
 
 
@@ -147,11 +255,10 @@ async def invite_body(network: Network, node: str, orchestrator_url: str, **chan
 
 
 async def test_invite_is_checked_then_joins_the_pool(
-    network: Network, miner: str, node: LocalAccount, tmp_path: Path, orchestrator: tuple[OrchestratorPeer, str]
+    network: Network, miner: str, node: LocalAccount, tmp_path: Path, orchestrator: Orchestrator
 ) -> None:
-    peer, peer_url = orchestrator
     audience = node.address.lower()
-    body = await invite_body(network, node.address, peer_url)
+    body = await invite_body(network, node.address, orchestrator.url)
     async with httpx.AsyncClient(base_url=miner) as plain:
         assert (await plain.post("/invite", json=body)).json()["error"]["code"] == "auth_missing"
     async with client(miner, manager, "miner") as wrong_audience:
@@ -163,7 +270,7 @@ async def test_invite_is_checked_then_joins_the_pool(
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "not_pool_owner"
     async with client(miner, manager, audience) as owner:
-        other = await invite_body(network, Account.create().address, peer_url)
+        other = await invite_body(network, Account.create().address, orchestrator.url)
         response = await owner.post("/invite", json=other)
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "invite_wrong_node"
@@ -176,13 +283,13 @@ async def test_invite_is_checked_then_joins_the_pool(
         assert response.status_code == 200, response.text
         assert response.json()["result"] == "joined"
         assert await network.is_node_in_pool(0, node.address)
-        again = await owner.post("/invite", json=await invite_body(network, node.address, peer_url))
+        again = await owner.post("/invite", json=await invite_body(network, node.address, orchestrator.url))
         assert again.json()["result"] == "already_in_pool"
 
     state_file = tmp_path / "state" / "miner-state.json"
     assert state_file.stat().st_mode & 0o777 == 0o600
-    assert peer_url in state_file.read_text()
-    await peer.next_beat(0, lambda beat: beat.address == audience and beat.task_id is None)
+    assert orchestrator.url in state_file.read_text()
+    await orchestrator.beat(audience, 0, lambda view: view.address == audience and view.task_id is None)
 
 
 async def test_challenge_rounds_answer_validators_only(miner: str, node: LocalAccount) -> None:
@@ -210,32 +317,18 @@ async def test_challenge_rounds_answer_validators_only(miner: str, node: LocalAc
         assert replay.json()["error"]["code"] == "challenge_not_found"
 
 
-def busybox(task_id: str, script: str) -> TaskSpec:
-    return TaskSpec(task_id=task_id, image=IMAGE, command=["sh", "-c", script], max_restarts=0)
-
-
-def running(task_id: str) -> Callable[[Heartbeat], bool]:
-    def match(beat: Heartbeat) -> bool:
-        details = beat.task_details
-        return (
-            beat.task_id == task_id and beat.task_state == TaskState.RUNNING and bool(details and details.container_id)
-        )
-
-    return match
-
-
 async def test_heartbeats_apply_assignments_and_serve_logs(
-    network: Network, miner: str, node: LocalAccount, orchestrator: tuple[OrchestratorPeer, str], docker_client: Any
+    network: Network, miner: str, node: LocalAccount, orchestrator: Orchestrator, docker_client: Any
 ) -> None:
-    peer, peer_url = orchestrator
     audience = node.address.lower()
     async with client(miner, manager, audience) as owner:
         assert (await owner.get("/task/logs")).json()["error"]["code"] == "no_task"
-        assert (await owner.post("/invite", json=await invite_body(network, node.address, peer_url))).is_success
+        body = await invite_body(network, node.address, orchestrator.url)
+        assert (await owner.post("/invite", json=body)).is_success
 
-        peer.assignment = busybox("hb-1", "echo hello from the task; sleep 300")
-        first = await peer.next_beat(0, running("hb-1"))
-        assert first.task_details is not None
+        hb1 = await orchestrator.run("hb-1", "echo hello from the task; sleep 300")
+        first = await orchestrator.running(hb1, audience)
+        assert first.details is not None
         logs = await owner.get("/task/logs", params={"tail": 10})
         assert logs.status_code == 200
         assert "hello from the task" in logs.json()["logs"]
@@ -244,32 +337,25 @@ async def test_heartbeats_apply_assignments_and_serve_logs(
 
         restarted = await owner.post("/task/restart")
         assert restarted.status_code == 200, restarted.text
-        assert restarted.json()["details"]["started_at"] != first.task_details.started_at
+        assert restarted.json()["details"]["started_at"] != first.details.started_at
 
-        peer.assignment = busybox("hb-2", "sleep 300")
-        second = await peer.next_beat(time.time(), running("hb-2"))
-        assert second.task_details is not None
-        assert second.task_details.container_id != first.task_details.container_id
+        # The node's assignment changes from hb-1 to hb-2 (one task per node: hb-2 waits until hb-1 is withdrawn).
+        changed_at = time.time()
+        hb2 = await orchestrator.run("hb-2", "sleep 300")
+        await orchestrator.withdraw(hb1)
+        second = await orchestrator.running(hb2, audience, after=changed_at)
+        assert second.details is not None
+        assert second.details.container_id != first.details.container_id
         label = f"{LABEL_NODE}={audience}"
         names = [c.name for c in docker_client.containers.list(all=True, filters={"label": [label]})]
-        assert names == [peer.assignment.container_name()]
+        assert names == [hb2.spec().container_name()]
 
-        peer.assignment = None
-        await peer.next_beat(time.time(), lambda beat: beat.task_id is None)
-        await peer.next_beat(time.time(), lambda beat: beat.task_id is None)  # the one after the removal
+        await orchestrator.withdraw(hb2)
+        removed = await orchestrator.beat(audience, time.time(), lambda view: view.task_id is None)
+        assert removed.last_heartbeat is not None
+        # The one after the removal.
+        await orchestrator.beat(audience, removed.last_heartbeat, lambda view: view.task_id is None)
         assert docker_client.containers.list(all=True, filters={"label": [label]}) == []
-
-
-@pytest.fixture
-def discovery_url(devnet: DevnetState) -> Iterator[str]:
-    settings = DiscoverySettings(
-        redis_url=devnet.redis_url,
-        rpc_url=devnet.rpc_url,
-        deployment_file=Path(devnet.deployment_file),
-        key_prefix="mk" + secrets.token_hex(4),
-    )
-    with serve_in_thread(create_discovery(settings), port=free_port()) as url:
-        yield url
 
 
 async def test_kill_9_and_restart_keeps_the_task_container(
@@ -277,15 +363,14 @@ async def test_kill_9_and_restart_keeps_the_task_container(
     network: Network,
     node: LocalAccount,
     tmp_path: Path,
-    orchestrator: tuple[OrchestratorPeer, str],
+    orchestrator: Orchestrator,
     discovery_url: str,
     docker_client: Any,
 ) -> None:
-    peer, peer_url = orchestrator
-    settings = miner_settings(devnet, tmp_path)
+    settings = miner_settings(devnet, tmp_path, discovery_url)
     env = {
         **os.environ,
-        "PRIMENET_PROVIDER_KEY": role_account("provider").key.hex(),
+        "PRIMENET_PROVIDER_KEY": provider.key.hex(),
         "PRIMENET_NODE_KEY": node.key.hex(),
         "PRIMENET_HOST": "127.0.0.1",
         "PRIMENET_PORT": str(settings.port),
@@ -301,6 +386,7 @@ async def test_kill_9_and_restart_keeps_the_task_container(
     primenet = str(Path(sys.executable).parent / "primenet")
     url = f"http://127.0.0.1:{settings.port}"
     log = (tmp_path / "miner.log").open("ab")
+    address = node.address.lower()
 
     async def start() -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(primenet, "miner", "run", env=env, stdout=log, stderr=log)
@@ -318,23 +404,27 @@ async def test_kill_9_and_restart_keeps_the_task_container(
 
     process = await start()
     try:
-        async with client(url, manager, node.address.lower()) as owner:
-            assert (await owner.post("/invite", json=await invite_body(network, node.address, peer_url))).is_success
-        peer.assignment = busybox("k9", "sleep 300")
-        before = await peer.next_beat(0, running("k9"))
-        assert before.task_details is not None
+        await orchestrator.listed(address)  # `miner run` uploaded the node's record to discovery
+        async with client(url, manager, address) as owner:
+            body = await invite_body(network, node.address, orchestrator.url)
+            assert (await owner.post("/invite", json=body)).is_success
+        k9 = await orchestrator.run("k9", "sleep 300")
+        before = await orchestrator.running(k9, address)
+        assert before.details is not None
         process.send_signal(signal.SIGKILL)
         await process.wait()
         killed_at = time.time()
-        container = docker_client.containers.get(peer.assignment.container_name())
-        assert container.id == before.task_details.container_id
+        container = docker_client.containers.get(k9.spec().container_name())
+        assert container.id == before.details.container_id
         assert container.status == "running"
 
         process = await start()
-        after = await peer.next_beat(killed_at, lambda beat: beat.task_id == "k9")
+        after = await orchestrator.beat(address, killed_at, lambda view: True)
+        assert after.task_id == k9.id
         assert after.task_state == TaskState.RUNNING  # the first heartbeat after the restart already reports it
-        assert after.task_details is not None
-        assert after.task_details.container_id == container.id
+        reported = (await orchestrator.task(k9.id)).assignments[address]
+        assert reported.details is not None
+        assert reported.details.container_id == container.id
         assert docker_client.containers.get(container.id).attrs["RestartCount"] == 0
     finally:
         if process.returncode is None:
@@ -347,20 +437,22 @@ async def test_an_ejected_node_stops_heartbeats_and_its_task(
     devnet: DevnetState,
     network: Network,
     node: LocalAccount,
-    orchestrator: tuple[OrchestratorPeer, str],
+    orchestrator: Orchestrator,
+    discovery_url: str,
     docker_client: Any,
     tmp_path: Path,
 ) -> None:
     """Ejected on chain while it runs (the pool owner's call, not the miner's): the miner's membership check sees it,
     removes the task container and stops beating, so a node outside the pool never works for it."""
-    peer, peer_url = orchestrator
-    settings = miner_settings(devnet, tmp_path, discovery_check_interval_s=0.5)
-    app = create_app(settings, MinerKeys(provider=role_account("provider"), node=node), SPECS)
+    settings = miner_settings(devnet, tmp_path, discovery_url, discovery_check_interval_s=0.5)
+    app = create_app(settings, MinerKeys(provider=provider, node=node), SPECS)
     with serve_in_thread(app, port=settings.port) as url:
+        await listed(settings, node, orchestrator)
         async with client(url, manager, node.address.lower()) as owner:
-            assert (await owner.post("/invite", json=await invite_body(network, node.address, peer_url))).is_success
-        peer.assignment = busybox("ej-1", "sleep 300")
-        await peer.next_beat(0, running("ej-1"))
+            body = await invite_body(network, node.address, orchestrator.url)
+            assert (await owner.post("/invite", json=body)).is_success
+        task = await orchestrator.run("ej-1", "sleep 300")
+        await orchestrator.running(task, node.address)
 
         await network.eject_node(network.transactor(manager), 0, node.address)
         label = {"label": [f"{LABEL_NODE}={node.address.lower()}"]}
@@ -370,6 +462,6 @@ async def test_an_ejected_node_stops_heartbeats_and_its_task(
             await asyncio.sleep(0.2)
         state = json.loads((tmp_path / "state" / "miner-state.json").read_text())
         assert (state["pool_id"], state["orchestrator_url"], state["assignment"]) == (None, None, None)
-        quiet_from = len(peer.beats)
+        quiet_from = await orchestrator.heartbeats()
         await asyncio.sleep(5 * settings.heartbeat_interval_s)
-        assert len(peer.beats) <= quiet_from + 1  # at most one beat that was already on its way
+        assert await orchestrator.heartbeats() <= quiet_from + 1  # at most one beat that was already on its way

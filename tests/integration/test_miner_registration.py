@@ -31,8 +31,8 @@ from primenet.devnet.serve import serve_in_thread
 from primenet.discovery.app import create_app as create_discovery
 from primenet.discovery.settings import DiscoverySettings
 from primenet.miner.hardware import compute_units
+from primenet.miner.onboarding import onboard
 from primenet.miner.registration import Registrar, RegistrationError
-from primenet.miner.service import onboard
 from primenet.miner.settings import MinerKeys, MinerSettings
 
 TOKEN = 10**18

@@ -26,8 +26,8 @@ from primenet.devnet.processes import free_port
 from primenet.devnet.serve import serve_in_thread
 from primenet.discovery.app import create_app as create_discovery
 from primenet.discovery.settings import DiscoverySettings
+from primenet.miner.app import create_app as create_miner
 from primenet.miner.runner import LABEL_NODE
-from primenet.miner.service import create_app as create_miner
 from primenet.miner.settings import MinerKeys, MinerSettings
 from primenet.orchestrator.app import create_app as create_orchestrator
 from primenet.orchestrator.settings import OrchestratorSettings

@@ -28,7 +28,7 @@ from primenet.devnet.accounts import role_account
 from primenet.devnet.local import DevnetState
 from primenet.devnet.processes import free_port
 from primenet.devnet.serve import serve_in_thread
-from primenet.miner.service import create_app as create_miner
+from primenet.miner.app import create_app as create_miner
 from primenet.miner.settings import MinerKeys, MinerSettings
 from primenet.orchestrator.app import create_app
 from primenet.orchestrator.models import NodeStatus

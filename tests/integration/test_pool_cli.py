@@ -22,6 +22,7 @@ import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
 
+from cells import row_heights
 from primenet.core.auth import RequestSigner
 from primenet.core.models import ComputeSpecs, GpuDevice, Heartbeat, HeartbeatReply, NodeRecord, TaskState
 from primenet.core.redisdb import connect
@@ -177,6 +178,59 @@ async def test_tasks_from_creation_to_removal(
     assert gone.returncode == 1
     assert "task_not_found" in gone.stderr
     assert as_json(primenet(env, "tasks", "ls", "--json")) == {"tasks": []}
+
+
+async def test_listings_fit_80_columns_and_json_is_the_orchestrators(
+    env: dict[str, str], orchestrator: tuple[str, str], devnet: DevnetState, new_node: NewNode
+) -> None:
+    url, prefix = orchestrator
+    node = await new_node(join_pool=0)
+    await known_node(devnet.redis_url, prefix, node, free_port())
+    await beat(url, node)  # Healthy
+    created = primenet(
+        env,
+        "tasks", "create", "--name", "llama-70b-pretraining-run-with-a-long-name",
+        "--image", "ghcr.io/primeintellect/prime-training:2025.11.25-cuda12.4",
+        "--command", "python -m train --config configs/llama-70b.toml --steps 100000", "--gpus", "1",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    task = as_json(primenet(env, "tasks", "show", "llama-70b-pretraining-run-with-a-long-name", "--json"))
+    deadline = time.monotonic() + 15
+    while (await beat(url, node)).assignment is None:
+        assert time.monotonic() < deadline, "the scheduler never assigned the task"
+        await asyncio.sleep(0.2)
+
+    async def still_running() -> None:
+        """A beat before each command: on a slow machine the commands outlast the node's Healthy window."""
+        await beat(url, node, task_id=task["id"], task_state=TaskState.RESTARTING, task_details={"restarts": 3})
+
+    narrow = {**env, "COLUMNS": "80"}
+    printed = {}
+    for args in (["nodes", "ls"], ["tasks", "ls"]):
+        await still_running()
+        shown = primenet(narrow, *args)
+        assert shown.returncode == 0, shown.stderr
+        assert max(len(line) for line in shown.stdout.splitlines()) <= 80, shown.stdout
+        heights = row_heights(shown.stdout)
+        assert [len(rows) for rows in heights] == [1], shown.stdout  # one table, one row: no first cell wrapped
+        assert max(heights[0]) <= 2, shown.stdout
+        printed[args[0]] = shown.stdout
+    assert f"{node.address.lower()[:6]}…{node.address.lower()[-4:]}" in printed["nodes"]
+    assert "restarting" in printed["nodes"]
+    assert "1x H100 80GB HBM3" in printed["nodes"]
+    assert "llama-70b-p…" in printed["tasks"]
+
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        for args, path in (
+            (["nodes", "ls"], "/nodes"),
+            (["nodes", "show", node.address.lower()], f"/nodes/{node.address.lower()}"),
+            (["tasks", "ls"], "/tasks"),
+            (["tasks", "show", task["id"]], f"/tasks/{task['id']}"),
+        ):
+            await still_running()
+            direct = await http.get(path)
+            assert direct.status_code == 200, direct.text
+            assert as_json(primenet(env, *args, "--json")) == direct.json(), args
 
 
 @pytest.mark.parametrize(

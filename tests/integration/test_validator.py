@@ -1,6 +1,6 @@
 """The validator against the real devnet chain, Redis, discovery, uvicorn and the real miner API.
 
-Honest answers come from the real miner (`primenet.miner.service.create_app`). The cheating miners are
+Honest answers come from the real miner (`primenet.miner.app.create_app`). The cheating miners are
 `CheatingPeer`: a small app that serves the miner's two challenge routes with our real solver
 (`solve_round1`/`solve_round2`) and then tampers with what it computed. It is the adversary under test, not a
 stand-in for the miner service.
@@ -35,9 +35,9 @@ from primenet.devnet.processes import free_port
 from primenet.devnet.serve import serve_in_thread
 from primenet.discovery.app import create_app as create_discovery
 from primenet.discovery.settings import DiscoverySettings
-from primenet.miner.service import create_app as create_miner
+from primenet.miner.app import create_app as create_miner
 from primenet.miner.settings import MinerKeys, MinerSettings
-from primenet.miner.solver import Backend, MinerState, numpy_matmul, solve_round1, solve_round2
+from primenet.miner.solver import Backend, CommittedProduct, numpy_matmul, solve_round1, solve_round2
 from primenet.validator.app import create_app as create_validator
 from primenet.validator.challenger import ChallengeClient, ChallengeResult, Outcome, Target
 from primenet.validator.settings import ValidatorSettings
@@ -67,7 +67,7 @@ class CheatingPeer:
 
     def __init__(self, node: str, cheat: Cheat, delay_s: float = 0.0) -> None:
         self.node, self.cheat, self.delay_s = node.lower(), cheat, delay_s
-        self.states: dict[str, MinerState] = {}
+        self.states: dict[str, CommittedProduct] = {}
         self.commitments: dict[str, Commitment] = {}
         self.recorded: list[tuple[Commitment, Opening]] = []
         self.answered = 0

@@ -28,8 +28,8 @@ from primenet.core.challenge.wire import (
 from primenet.miner.solver import (
     NUMPY_BACKEND,
     Backend,
+    CommittedProduct,
     MatmulFn,
-    MinerState,
     numpy_matmul,
     select_backend,
     solve_round1,
@@ -64,7 +64,7 @@ def issue(n: int = 128, dtype: MatrixDtype = MatrixDtype.FLOAT32, seed: int = 1)
 class Round:
     issued: IssuedChallenge
     commitment: Commitment
-    state: MinerState
+    state: CommittedProduct
     reveal: Reveal
     opening: Opening
 

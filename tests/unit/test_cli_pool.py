@@ -1,5 +1,5 @@
 """`primenet nodes|tasks|logs`: option parsing, the admin token's sources, tables, log following and exit codes
-that need no orchestrator (the commands against a real one are in tests/integration/test_buyer_cli.py)."""
+that need no orchestrator (the commands against a real one are in tests/integration/test_pool_cli.py)."""
 
 from __future__ import annotations
 
@@ -8,27 +8,29 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, RenderableType
 from typer.testing import CliRunner
 
-from primenet.cli import buyer
+from primenet.cli import pool, tables
 from primenet.devnet.processes import free_port
+from primenet.orchestrator.client import error_of
+from primenet.orchestrator.models import NodeList, NodeView, TaskView
 
 pytestmark = pytest.mark.unit
 runner = CliRunner()
 NOW = 1_764_000_000.0
 NODE = "0x15d34aaf54267db7d7c367839aaf71a00a2c6a65"
+TASK_ID = "3f2a" + "0" * 28
 
 
 @pytest.fixture
 def cli() -> typer.Typer:
     app = typer.Typer()
-    buyer.register(app)
+    pool.register(app)
     return app
 
 
-def rendered(table: Table) -> str:
+def rendered(table: RenderableType) -> str:
     console = Console(width=300, record=True, color_system=None)
     console.print(table)
     return console.export_text()
@@ -38,7 +40,7 @@ def rendered(table: Table) -> str:
 
 
 def test_task_body_parses_command_entrypoint_env_and_nodes() -> None:
-    body = buyer.task_body(
+    body = pool.task_body(
         name="train",
         image="busybox:1.36",
         command="""sh -c 'echo "hello world"; sleep 5'""",
@@ -61,7 +63,7 @@ def test_task_body_parses_command_entrypoint_env_and_nodes() -> None:
 
 
 def test_task_body_without_command_sends_null() -> None:
-    body = buyer.task_body(
+    body = pool.task_body(
         name="t", image="i", command=None, entrypoint=None, env=[], gpus=0, nodes="3", requirements=""
     )
     assert (body["command"], body["entrypoint"], body["nodes"], body["env"]) == (None, None, 3, {})
@@ -69,25 +71,25 @@ def test_task_body_without_command_sends_null() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [("1", 1), ("12", 12), ("all", "all"), ("ALL", "all"), (" all ", "all")])
 def test_nodes_option(text: str, expected: int | str) -> None:
-    assert buyer.parse_nodes(text) == expected
+    assert pool.parse_nodes(text) == expected
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "some", "", "1.5"])
 def test_bad_nodes_option(text: str) -> None:
     with pytest.raises(typer.BadParameter):
-        buyer.parse_nodes(text)
+        pool.parse_nodes(text)
 
 
 @pytest.mark.parametrize("pairs", [["NOEQUALS"], ["=value"], ["A=1", "A=2"]])
 def test_bad_env_pairs(pairs: list[str]) -> None:
     with pytest.raises(typer.BadParameter):
-        buyer.parse_env(pairs)
+        pool.parse_env(pairs)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "echo 'unbalanced"])
 def test_bad_command_strings(text: str) -> None:
     with pytest.raises(typer.BadParameter):
-        buyer.parse_argv(text, "--command")
+        pool.parse_argv(text, "--command")
 
 
 def test_a_bad_option_exits_2_before_any_request(cli: typer.Typer) -> None:
@@ -105,29 +107,29 @@ def test_a_bad_option_exits_2_before_any_request(cli: typer.Typer) -> None:
 
 
 def test_token_from_the_environment() -> None:
-    assert buyer.load_token(None, {"PRIMENET_ADMIN_TOKEN": " tok-en \n"}) == "tok-en"
+    assert pool.load_token(None, {"PRIMENET_ADMIN_TOKEN": " tok-en \n"}) == "tok-en"
 
 
 def test_no_token_is_a_clear_error() -> None:
-    with pytest.raises(buyer.TokenError, match="set PRIMENET_ADMIN_TOKEN or give --token-file"):
-        buyer.load_token(None, {})
+    with pytest.raises(pool.TokenError, match="set PRIMENET_ADMIN_TOKEN or give --token-file"):
+        pool.load_token(None, {})
 
 
 def test_token_file_must_be_private(tmp_path: Path) -> None:
     path = tmp_path / "admin.token"
     path.write_text("a-long-enough-admin-token\n")
     path.chmod(0o644)
-    with pytest.raises(buyer.TokenError, match="chmod 600"):
-        buyer.load_token(path, {})
+    with pytest.raises(pool.TokenError, match="chmod 600"):
+        pool.load_token(path, {})
     path.chmod(0o600)
-    assert buyer.load_token(path, {}) == "a-long-enough-admin-token"
+    assert pool.load_token(path, {}) == "a-long-enough-admin-token"
 
 
 def test_token_file_wins_over_the_environment(tmp_path: Path) -> None:
     path = tmp_path / "admin.token"
     path.write_text("from-the-file")
     path.chmod(0o600)
-    assert buyer.load_token(path, {"PRIMENET_ADMIN_TOKEN": "from-env"}) == "from-the-file"
+    assert pool.load_token(path, {"PRIMENET_ADMIN_TOKEN": "from-env"}) == "from-the-file"
 
 
 @pytest.mark.parametrize("content", [None, ""])
@@ -136,8 +138,8 @@ def test_missing_or_empty_token_file(tmp_path: Path, content: str | None) -> Non
     if content is not None:
         path.write_text(content)
         path.chmod(0o600)
-    with pytest.raises(buyer.TokenError, match="does not exist" if content is None else "is empty"):
-        buyer.load_token(path, {})
+    with pytest.raises(pool.TokenError, match="does not exist" if content is None else "is empty"):
+        pool.load_token(path, {})
 
 
 def test_without_a_token_every_command_exits_2(cli: typer.Typer) -> None:
@@ -165,58 +167,60 @@ def test_an_unreachable_orchestrator_exits_2(cli: typer.Typer) -> None:
 
 def test_error_of_reads_the_error_shape_and_survives_other_bodies() -> None:
     shaped = httpx.Response(409, json={"error": {"code": "task_name_taken", "message": "train exists"}})
-    assert buyer.error_of(shaped) == ("task_name_taken", "train exists")
-    assert buyer.error_of(httpx.Response(404, text="<html>nope</html>")) == ("http_404", "<html>nope</html>")
-    assert buyer.error_of(httpx.Response(400, json=["not", "an", "object"])) == ("http_400", '["not","an","object"]')
-    assert buyer.error_of(httpx.Response(502)) == ("http_502", "Bad Gateway")
+    assert error_of(shaped) == ("task_name_taken", "train exists")
+    assert error_of(httpx.Response(404, text="<html>nope</html>")) == ("http_404", "<html>nope</html>")
+    assert error_of(httpx.Response(400, json=["not", "an", "object"])) == ("http_400", '["not","an","object"]')
+    assert error_of(httpx.Response(502)) == ("http_502", "Bad Gateway")
 
 
 # --- tables -------------------------------------------------------------------------------------------------
 
 
 def test_ago() -> None:
-    assert buyer.ago(NOW - 5, NOW) == "5s ago"
-    assert buyer.ago(NOW - 125, NOW) == "2m ago"
-    assert buyer.ago(NOW - 3 * 3600 - 1, NOW) == "3h ago"
-    assert buyer.ago(NOW - 2 * 86400, NOW) == "2d ago"
-    assert buyer.ago(NOW + 30, NOW) == "in the future"
-    assert buyer.ago(None, NOW) == "-"
-    assert buyer.ago(True, NOW) == "-"
+    assert tables.ago(NOW - 5, NOW) == "5s ago"
+    assert tables.ago(NOW - 125, NOW) == "2m ago"
+    assert tables.ago(NOW - 3 * 3600 - 1, NOW) == "3h ago"
+    assert tables.ago(NOW - 2 * 86400, NOW) == "2d ago"
+    assert tables.ago(NOW + 30, NOW) == "in the future"
+    assert tables.ago(None, NOW) == "-"
+    assert tables.ago(True, NOW) == "-"
 
 
 def test_nodes_table() -> None:
-    body = {
-        "counts": {"healthy": 1, "dead": 1},
-        "nodes": [
-            {
-                "address": NODE,
-                "status": "healthy",
-                "status_since": NOW - 90,
-                "ip": "10.0.0.7",
-                "port": 8091,
-                "task_id": "t-1",
-                "task_state": "running",
-                "last_heartbeat": NOW - 4,
-                "version": "0.1.0",
-                "specs": {
-                    "gpus": [{"index": i, "model": "NVIDIA H100 80GB HBM3", "memory_mib": 81559} for i in (0, 1)]
+    body = NodeList.model_validate(
+        {
+            "counts": {"healthy": 1, "dead": 1},
+            "nodes": [
+                {
+                    "address": NODE,
+                    "status": "healthy",
+                    "status_since": NOW - 90,
+                    "ip": "10.0.0.7",
+                    "port": 8091,
+                    "task_id": "t-1",
+                    "task_state": "running",
+                    "last_heartbeat": NOW - 4,
+                    "version": "0.1.0",
+                    "specs": {
+                        "gpus": [{"index": i, "model": "NVIDIA H100 80GB HBM3", "memory_mib": 81559} for i in (0, 1)]
+                    },
                 },
-            },
-            {
-                "address": "0x" + "ab" * 20,
-                "status": "dead",
-                "status_since": None,
-                "ip": None,
-                "port": None,
-                "task_id": None,
-                "task_state": None,
-                "last_heartbeat": None,
-                "version": None,
-                "specs": None,
-            },
-        ],
-    }
-    text = rendered(buyer.nodes_table(body, NOW))
+                {
+                    "address": "0x" + "ab" * 20,
+                    "status": "dead",
+                    "status_since": NOW - 600,
+                    "ip": "10.0.0.8",
+                    "port": 8091,
+                    "task_id": None,
+                    "task_state": None,
+                    "last_heartbeat": None,
+                    "version": None,
+                    "specs": None,
+                },
+            ],
+        }
+    )
+    text = rendered(tables.nodes_table(body, NOW))
     assert "2 node(s): 1 dead, 1 healthy" in text
     first = next(line for line in text.splitlines() if NODE in line)
     for cell in ("healthy", "1m ago", "10.0.0.7:8091", "t-1", "running", "4s ago", "0.1.0", "2x NVIDIA H100 80GB HBM3"):
@@ -227,24 +231,26 @@ def test_nodes_table() -> None:
 
 
 def test_node_table_lists_the_hardware() -> None:
-    view = {
-        "address": NODE,
-        "status": "healthy",
-        "status_since": NOW - 10,
-        "ip": "10.0.0.7",
-        "port": 8091,
-        "task_id": None,
-        "task_state": None,
-        "last_heartbeat": NOW - 1,
-        "version": "0.1.0",
-        "specs": {
-            "gpus": [{"index": 0, "model": "NVIDIA A100", "memory_mib": 40960}],
-            "cpu_cores": 32,
-            "ram_mib": 256000,
-            "cuda_version": "12.4",
-        },
-    }
-    text = rendered(buyer.node_table(view, NOW))
+    view = NodeView.model_validate(
+        {
+            "address": NODE,
+            "status": "healthy",
+            "status_since": NOW - 10,
+            "ip": "10.0.0.7",
+            "port": 8091,
+            "task_id": None,
+            "task_state": None,
+            "last_heartbeat": NOW - 1,
+            "version": "0.1.0",
+            "specs": {
+                "gpus": [{"index": 0, "model": "NVIDIA A100", "memory_mib": 40960}],
+                "cpu_cores": 32,
+                "ram_mib": 256000,
+                "cuda_version": "12.4",
+            },
+        }
+    )
+    text = rendered(tables.node_table(view, NOW))
     assert "1x NVIDIA A100" in text
     assert "NVIDIA A100, 40960 MiB" in text
     assert "CPU cores" in text
@@ -252,28 +258,30 @@ def test_node_table_lists_the_hardware() -> None:
 
 
 def test_task_tables() -> None:
-    task = {
-        "id": "3f2a",
-        "name": "train",
-        "image": "busybox:1.36",
-        "command": ["sh", "-c", "echo hi; sleep 5"],
-        "entrypoint": None,
-        "env": {"B": "2", "A": "1"},
-        "gpus": 1,
-        "nodes": "all",
-        "requirements": "",
-        "created_at": NOW - 60,
-        "assignments": {
-            NODE: {
-                "state": "running",
-                "details": {"container_id": "0123456789abcdef0123", "status": "running", "exit_code": None},
-                "updated_at": NOW - 3,
+    task = TaskView.model_validate(
+        {
+            "id": TASK_ID,
+            "name": "train",
+            "image": "busybox:1.36",
+            "command": ["sh", "-c", "echo hi; sleep 5"],
+            "entrypoint": None,
+            "env": {"B": "2", "A": "1"},
+            "gpus": 1,
+            "nodes": "all",
+            "requirements": "",
+            "created_at": NOW - 60,
+            "assignments": {
+                NODE: {
+                    "state": "running",
+                    "details": {"container_id": "0123456789abcdef0123", "status": "running", "exit_code": None},
+                    "updated_at": NOW - 3,
+                },
+                "0x" + "ab" * 20: {"state": "pulling", "details": None, "updated_at": NOW - 8},
             },
-            "0x" + "ab" * 20: {"state": "pulling", "details": None, "updated_at": NOW - 8},
-        },
-    }
-    summary, placed = (rendered(table) for table in buyer.task_tables(task, NOW))
-    assert "task train (3f2a)" in summary
+        }
+    )
+    summary, placed = (rendered(table) for table in tables.task_tables(task, NOW))
+    assert f"task train ({TASK_ID})" in summary
     assert "sh -c 'echo hi; sleep 5'" in summary
     assert "A=1, B=2" in summary
     assert "2 assignment(s)" in placed
@@ -282,7 +290,7 @@ def test_task_tables() -> None:
     assert "3s ago" in line
     assert "container=0123456789ab status=running" in line
     assert "exit_code" not in line
-    listing = rendered(buyer.tasks_table([task], NOW))
+    listing = rendered(tables.tasks_table([task], NOW))
     assert "1 task(s)" in listing
     assert "1 pulling, 1 running" in listing
     assert "1m ago" in listing
@@ -292,9 +300,9 @@ def test_task_tables() -> None:
 
 
 def test_log_lines_accepts_text_or_lines() -> None:
-    assert buyer.log_lines("a\nb\n") == ["a", "b"]
-    assert buyer.log_lines(["a", "b"]) == ["a", "b"]
-    assert buyer.log_lines(None) == []
+    assert pool.log_lines("a\nb\n") == ["a", "b"]
+    assert pool.log_lines(["a", "b"]) == ["a", "b"]
+    assert pool.log_lines(None) == []
 
 
 @pytest.mark.parametrize(
@@ -309,7 +317,7 @@ def test_log_lines_accepts_text_or_lines() -> None:
     ],
 )
 def test_new_lines(previous: list[str], current: list[str], expected: list[str]) -> None:
-    assert buyer.new_lines(previous, current) == expected
+    assert pool.new_lines(previous, current) == expected
 
 
 def test_help_of_every_command(cli: typer.Typer) -> None:

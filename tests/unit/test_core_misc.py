@@ -29,7 +29,7 @@ def test_key_file_must_be_private(tmp_path: Path) -> None:
     assert read_key_file(path).get_secret_value() == KEY
 
 
-def test_environment_wins_and_missing_key_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_from_the_environment_and_missing_key_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PRIMENET_TEST_KEY", raising=False)
     with pytest.raises(PrivateKeyError, match="PRIMENET_TEST_KEY"):
         load_key("PRIMENET_TEST_KEY")

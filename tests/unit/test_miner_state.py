@@ -12,7 +12,7 @@ from primenet.core.auth import AuthPolicy, RequestAuthenticator
 from primenet.core.challenge.wire import Challenge
 from primenet.core.errors import ApiError
 from primenet.core.models import ComputeSpecs, InviteRequest, NodeRecord, TaskSpec
-from primenet.miner.api import ChallengeBook
+from primenet.miner.challenge_book import ChallengeBook
 from primenet.miner.publisher import _comparable
 from primenet.miner.registration import tokens
 from primenet.miner.solver import NUMPY_BACKEND, solve_round1

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from primenet.core.errors import PrimenetError
+
+
+class DeploymentError(PrimenetError, ValueError):
+    """A deployment file that is missing, not a file, unreadable or not a deployment; the message names the file."""
 
 
 class Deployment(BaseModel):
@@ -25,10 +31,23 @@ class Deployment(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> Deployment:
+        """The deployment in `path`; `DeploymentError` (one line naming the file and the problem) otherwise."""
         try:
-            return cls.model_validate_json(path.read_text())
+            text = path.read_text()
         except FileNotFoundError:
-            raise FileNotFoundError(f"no deployment file at {path}: run `primenet chain deploy` first") from None
+            raise DeploymentError(f"no deployment file at {path}: run `primenet chain deploy` first") from None
+        except IsADirectoryError:
+            raise DeploymentError(f"the deployment file {path} is a directory, not a file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DeploymentError(f"cannot read the deployment file {path}: {type(exc).__name__}") from None
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            problem = f"{where}: {first['msg']}" if where else first["msg"]
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise DeploymentError(f"{path} is not a deployment file: {problem}{more}") from None
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

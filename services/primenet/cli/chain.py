@@ -1,6 +1,6 @@
 """`primenet chain ...`: deploy the contracts and run the operator's admin operations.
 
-Keys come from PRIMENET_PRIVATE_KEY or a 0600 file (--key-file / PRIMENET_KEY_FILE), never from an argument.
+Keys come from a 0600 file (--key-file / PRIMENET_KEY_FILE), else PRIMENET_PRIVATE_KEY, never from an argument.
 Amounts of AI tokens and ETH are decimal (`1.5`); they are converted to base units (18 decimals) here.
 """
 
@@ -22,7 +22,7 @@ from web3.types import TxReceipt
 
 from primenet.chain.contracts import Network
 from primenet.chain.deploy import DEFAULT_UNBONDING_PERIOD_S, deploy, is_live
-from primenet.chain.deployment import Deployment
+from primenet.chain.deployment import Deployment, DeploymentError
 from primenet.chain.errors import ChainError
 from primenet.chain.rpc import checksum, connect
 from primenet.cli.output import console, fail, progress
@@ -105,7 +105,7 @@ def _run(opts: ChainOptions, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(work())
     except ChainError as exc:
         fail(str(exc), 1)
-    except (PrivateKeyError, FileNotFoundError) as exc:
+    except (PrivateKeyError, DeploymentError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     except (aiohttp.ClientError, OSError) as exc:
         fail(f"cannot reach the chain at {opts.rpc_url}: {exc}", 2)

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.table import Table
 
+from primenet.cli.options import load_settings
 from primenet.cli.output import console, fail, progress
+from primenet.cli.tables import devnet_tables
 from primenet.devnet.local import Devnet, DevnetError, DevnetSettings, report
 from primenet.devnet.services import SERVICES, admin_token
 
@@ -34,7 +35,7 @@ def _devnet(state_dir: Path | None, **overrides: Any) -> Devnet:
     values = {key: value for key, value in overrides.items() if value is not None}
     if state_dir is not None:
         values["state_dir"] = state_dir
-    return Devnet(DevnetSettings(**values))
+    return Devnet(load_settings(DevnetSettings, "devnet", **values))
 
 
 def _show(devnet: Devnet, as_json: bool) -> None:
@@ -45,26 +46,8 @@ def _show(devnet: Devnet, as_json: bool) -> None:
     if status.chain_id is None:
         console.print(f"No devnet is running (no state in {devnet.state_path}). Start one: primenet devnet up")
         return
-    processes = Table(title=f"devnet: chain id {status.chain_id}, state in {devnet.state_dir}")
-    for column in ("service", "state", "pid", "url", "log"):
-        processes.add_column(column)
-    for proc in status.processes.values():
-        state = "[green]running[/green]" if proc.running else "[red]stopped[/red]"
-        processes.add_row(proc.name, state, str(proc.pid), proc.url, proc.log)
-    console.print(processes)
-    if status.contracts:
-        contracts = Table(title=f"contracts ({status.deployment_file})")
-        contracts.add_column("contract")
-        contracts.add_column("address")
-        for name, address in status.contracts.items():
-            contracts.add_row(name, address)
-        console.print(contracts)
-    roles = Table(title="roles (Anvil dev accounts: public keys, for this devnet only)")
-    for column in ("role", "address", "dev account"):
-        roles.add_column(column)
-    for role in status.roles:
-        roles.add_row(role.role, role.address, f"#{role.dev_account}")
-    console.print(roles)
+    for table in devnet_tables(status, str(devnet.state_dir)):
+        console.print(table)
 
 
 @devnet_app.command()

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from primenet import __version__
-from primenet.cli.buyer import register as register_buyer
 from primenet.cli.chain import chain_app
 from primenet.cli.devnet import devnet_app
 from primenet.cli.miner import miner_app
+from primenet.cli.pool import register as register_pool
 from primenet.cli.services import register as register_services
 from primenet.cli.validator import validator_app
 
@@ -26,7 +26,7 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(miner_app, name="miner")
 app.add_typer(validator_app, name="validator")
 register_services(app)
-register_buyer(app)
+register_pool(app)
 
 
 def _print_version(value: bool) -> None:

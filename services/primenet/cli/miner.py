@@ -5,9 +5,9 @@
     deregister [--json]   leave the pool, remove the node, reclaim the stake (each step skipped when done)
     balance [--json]      the provider's ETH, AI, stake, reclaimable and withdrawable amounts
 
-Settings come from `PRIMENET_*` variables (see `primenet.miner.settings.MinerSettings`); the provider and node
-keys from PRIMENET_PROVIDER_KEY / PRIMENET_NODE_KEY or 0600 files (PRIMENET_PROVIDER_KEY_FILE /
-PRIMENET_NODE_KEY_FILE), never from an argument. Exit codes: 0 done, 1 refused, 2 could not run.
+Settings come from `PRIMENET_*` variables (see `primenet.miner.settings.MinerSettings`; `check`'s options override
+them); the provider and node keys from 0600 files (PRIMENET_PROVIDER_KEY_FILE / PRIMENET_NODE_KEY_FILE), else
+PRIMENET_PROVIDER_KEY / PRIMENET_NODE_KEY, never from an argument. Exit codes: 0 done, 1 refused, 2 could not run.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from primenet.chain.contracts import Network
-from primenet.chain.deployment import Deployment
+from primenet.chain.deployment import Deployment, DeploymentError
 from primenet.chain.errors import ChainError, ContractRevertError
+from primenet.cli.options import load_settings, problems
 from primenet.cli.output import console, fail, progress
 from primenet.core.app import serve
+from primenet.core.challenge.wire import ChallengeError
 from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging
 from primenet.miner.checks import CheckOptions, CheckReport, render_text, run_checks
@@ -36,6 +38,7 @@ from primenet.miner.hardware import VisibleDevicesError, detect_specs
 from primenet.miner.publisher import PublishError
 from primenet.miner.registration import Outcome, Registrar, RegistrationError, balances, tokens
 from primenet.miner.settings import MinerKeys, MinerSettings, load_keys
+from primenet.miner.solver import select_backend
 
 T = TypeVar("T")
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -48,23 +51,23 @@ def miner() -> None:
     """The GPU provider's node: host checks, registration, the API and heartbeats, deregistration."""
 
 
+def _setting(name: str, help_text: str) -> Any:
+    """An option that overrides the `MinerSettings` field `name` when given; its default is the settings' own."""
+    default = MinerSettings.model_fields[name].default
+    otherwise = "" if default is None else f", else {default}"
+    return typer.Option(help=f"{help_text} Default: $PRIMENET_{name.upper()}{otherwise}.", show_default=False)
+
+
 @miner_app.command()
 def check(
-    storage_path: Annotated[
-        Path, typer.Option(envvar="PRIMENET_STORAGE_PATH", help="Folder for task data (created 0700 if missing).")
-    ] = Path("/var/lib/primenet"),
-    host: Annotated[str, typer.Option(envvar="PRIMENET_HOST", help="Address the miner's API binds.")] = "0.0.0.0",
-    port: Annotated[int, typer.Option(envvar="PRIMENET_PORT", help="Port of the miner's API.")] = 8091,
-    rpc_url: Annotated[str, typer.Option(envvar="PRIMENET_RPC_URL", help="JSON-RPC endpoint of the chain.")] = (
-        "http://127.0.0.1:8545"
-    ),
-    chain_id: Annotated[int, typer.Option(envvar="PRIMENET_CHAIN_ID", help="Chain id the RPC must answer.")] = 31337,
-    discovery_url: Annotated[
-        str, typer.Option(envvar="PRIMENET_DISCOVERY_URL", help="Discovery service base URL.")
-    ] = "http://127.0.0.1:8089",
+    storage_path: Annotated[Path | None, _setting("storage_path", "Folder for task data (created 0700).")] = None,
+    host: Annotated[str | None, _setting("host", "Address the miner's API binds.")] = None,
+    port: Annotated[int | None, _setting("port", "Port of the miner's API.")] = None,
+    rpc_url: Annotated[str | None, _setting("rpc_url", "JSON-RPC endpoint of the chain.")] = None,
+    chain_id: Annotated[int | None, _setting("chain_id", "Chain id the RPC must answer.")] = None,
+    discovery_url: Annotated[str | None, _setting("discovery_url", "Discovery service base URL.")] = None,
     visible_devices: Annotated[
-        str | None,
-        typer.Option(envvar="PRIMENET_VISIBLE_DEVICES", help='GPUs to offer: "0,2", UUIDs, "all" (default), "none".'),
+        str | None, _setting("visible_devices", 'GPUs to offer: "0,2", UUIDs, "all" (unset), "none".')
     ] = None,
     require_gpu: Annotated[
         bool, typer.Option(envvar="PRIMENET_REQUIRE_GPU", help="A host without GPU fails instead of warning.")
@@ -72,20 +75,30 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of lines.")] = False,
 ) -> None:
     """Check Docker, the NVIDIA runtime, GPUs, storage, the API port, the chain RPC and discovery."""
+    given: dict[str, Any] = {
+        "storage_path": storage_path,
+        "host": host,
+        "port": port,
+        "rpc_url": rpc_url,
+        "chain_id": chain_id,
+        "discovery_url": discovery_url,
+        "visible_devices": visible_devices,
+    }
     try:
+        settings = MinerSettings(**{name: value for name, value in given.items() if value is not None})
         options = CheckOptions(
-            storage_path=storage_path,
-            api_host=host,
-            api_port=port,
-            rpc_url=rpc_url,
-            chain_id=chain_id,
-            discovery_url=discovery_url,
-            visible_devices=visible_devices,
+            storage_path=settings.storage_path,
+            api_host=settings.host,
+            api_port=settings.port,
+            rpc_url=settings.rpc_url,
+            chain_id=settings.chain_id,
+            discovery_url=settings.discovery_url,
+            visible_devices=settings.visible_devices,
             require_gpu=require_gpu,
         )
         report = asyncio.run(run_checks(options))
     except ValidationError as exc:
-        report = CheckReport.could_not_run(f"invalid options: {exc}")
+        report = CheckReport.could_not_run(f"invalid options: {problems(exc)}")
     except Exception as exc:  # exit code 2 with the reason, never a traceback in place of the contract
         report = CheckReport.could_not_run(f"{type(exc).__name__}: {exc}")
     if as_json:
@@ -96,13 +109,13 @@ def check(
 
 
 def _settings_and_keys() -> tuple[MinerSettings, MinerKeys]:
+    """The settings, the keys and a readable deployment file, or exit 2 with one line: before any output or
+    transaction."""
+    settings = load_settings(MinerSettings, "miner")
     try:
-        settings = MinerSettings()
-    except ValidationError as exc:
-        fail(f"invalid miner settings:\n{exc}", 2)
-    try:
+        Deployment.load(settings.deployment_file)
         return settings, load_keys(settings)
-    except PrivateKeyError as exc:
+    except (DeploymentError, PrivateKeyError) as exc:
         fail(str(exc), 2)
 
 
@@ -112,7 +125,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(work)
     except (RegistrationError, PublishError, ContractRevertError) as exc:
         fail(str(exc), 1)
-    except (FileNotFoundError, VisibleDevicesError) as exc:
+    except (DeploymentError, FileNotFoundError, VisibleDevicesError) as exc:
         fail(str(exc), 2)
     except (ChainError, aiohttp.ClientError, httpx.HTTPError, OSError) as exc:
         fail(f"could not reach a service: {type(exc).__name__}: {exc}", 2)
@@ -122,13 +135,16 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 def run() -> None:
     """Register what is missing (provider stake, whitelist wait, node, discovery record), then serve the API
     (port 8091) while heartbeating to the pool's orchestrator once invited. Safe to restart at any point."""
-    from primenet.miner.service import create_app, onboard
+    from primenet.miner.app import create_app
+    from primenet.miner.onboarding import onboard
 
     settings, keys = _settings_and_keys()
     configure_logging(settings.log_level)
     try:
         specs = detect_specs(settings.storage_path, settings.visible_devices)
-    except VisibleDevicesError as exc:
+        # A named backend that is not there (torch without a GPU) is found here, before any transaction.
+        select_backend(settings.challenge_backend)
+    except (VisibleDevicesError, ChallengeError) as exc:
         fail(str(exc), 2)
     progress(f"node {keys.node.address}, provider {keys.provider.address}, pool {settings.pool_id}")
     progress(f"{specs.gpu_count} GPU(s), {specs.cpu_cores} CPU cores, {specs.ram_mib} MiB RAM")
@@ -136,7 +152,7 @@ def run() -> None:
     _print_outcome(outcome)
     try:
         app = create_app(settings, keys, specs)
-    except FileNotFoundError as exc:
+    except (DeploymentError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     progress(f"API on {settings.host}:{settings.port} (requests signed for audience {keys.node.address.lower()})")
     serve(app, host=settings.host, port=settings.port)

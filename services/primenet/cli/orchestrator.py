@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
+from primenet.chain.deployment import DeploymentError
+from primenet.cli.options import load_settings
 from primenet.cli.output import fail
 from primenet.core.app import serve
 from primenet.core.keys import PrivateKeyError
@@ -11,19 +11,16 @@ from primenet.core.logs import configure_logging
 
 
 def orchestrator() -> None:
-    """Run the orchestrator (settings from PRIMENET_* variables or .env; the manager key from
-    PRIMENET_MANAGER_KEY or the 0600 file PRIMENET_MANAGER_KEY_FILE)."""
+    """Run the orchestrator (settings from PRIMENET_* variables or .env; the manager key from the 0600 file
+    PRIMENET_MANAGER_KEY_FILE, else PRIMENET_MANAGER_KEY)."""
     from primenet.orchestrator.app import create_app
     from primenet.orchestrator.settings import OrchestratorSettings, load_manager_account
 
-    try:
-        settings = OrchestratorSettings()
-    except ValidationError as exc:
-        fail(f"invalid orchestrator settings:\n{exc}", 2)
+    settings = load_settings(OrchestratorSettings, "orchestrator")
     try:
         manager = load_manager_account(settings)
         app = create_app(settings, manager)
-    except (PrivateKeyError, FileNotFoundError) as exc:
+    except (PrivateKeyError, DeploymentError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
     serve(app, host=settings.host, port=settings.port)

@@ -6,14 +6,18 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print `message` on stderr and exit with `code` (1: the operation failed, 2: it could not run)."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    """Print `message` on stderr and exit with `code` (1: the operation failed, 2: it could not run).
+
+    The message is printed as it is: brackets in it (a URL, a pydantic error) are text, not markup.
+    """
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import typer
-from pydantic import ValidationError
 
+from primenet.chain.deployment import DeploymentError
+from primenet.cli.options import load_settings
 from primenet.cli.orchestrator import orchestrator
 from primenet.cli.output import fail
 from primenet.core.app import serve
@@ -12,17 +13,14 @@ from primenet.core.logs import configure_logging
 
 
 def discovery() -> None:
-    """Run the discovery service (settings from PRIMENET_* variables or .env; see the README)."""
+    """Run the discovery service (settings from PRIMENET_* variables or .env; see docs/discovery.md)."""
     from primenet.discovery.app import create_app
     from primenet.discovery.settings import DiscoverySettings
 
-    try:
-        settings = DiscoverySettings()
-    except ValidationError as exc:
-        fail(f"invalid discovery settings:\n{exc}", 2)
+    settings = load_settings(DiscoverySettings, "discovery")
     try:
         app = create_app(settings)
-    except FileNotFoundError as exc:
+    except (DeploymentError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
     serve(app, host=settings.host, port=settings.port)

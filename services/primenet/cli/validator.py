@@ -1,7 +1,7 @@
 """`primenet validator run` (the loop and its API) and `primenet validator challenge NODE` (one challenge by hand).
 
 Settings come from `PRIMENET_*` variables or `.env` (see `primenet.validator.settings`); the key from
-`PRIMENET_VALIDATOR_KEY` or the 0600 file `PRIMENET_VALIDATOR_KEY_FILE`, never from an argument.
+the 0600 file `PRIMENET_VALIDATOR_KEY_FILE`, else `PRIMENET_VALIDATOR_KEY`, never from an argument.
 `challenge` exits 0 when the node passed, 1 when it was rejected, 2 when the challenge could not run.
 """
 
@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 from eth_account.signers.local import LocalAccount
-from pydantic import ValidationError
 from rich.table import Table
 
-from primenet.chain.deployment import Deployment
+from primenet.chain.deployment import Deployment, DeploymentError
+from primenet.cli.options import http_url, load_settings
 from primenet.cli.output import console, fail, progress
 from primenet.core.app import serve
 from primenet.core.challenge.wire import MatrixDtype
@@ -35,10 +35,7 @@ def validator() -> None:
 
 
 def _settings(**overrides: Any) -> ValidatorSettings:
-    try:
-        return ValidatorSettings(**{key: value for key, value in overrides.items() if value is not None})
-    except ValidationError as exc:
-        fail(f"invalid validator settings:\n{exc}", 2)
+    return load_settings(ValidatorSettings, "validator", **overrides)
 
 
 def _account(settings: ValidatorSettings) -> LocalAccount:
@@ -57,7 +54,7 @@ def run() -> None:
     account = _account(settings)
     try:
         app = create_app(settings, account)
-    except (FileNotFoundError, ValueError) as exc:
+    except (DeploymentError, FileNotFoundError, ValueError) as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
     serve(app, host=settings.host, port=settings.port)
@@ -80,11 +77,13 @@ def challenge(
     """Challenge one node now and print the verdict with its figures."""
     if not node.startswith("0x") or len(node) != 42:
         fail(f"{node!r} is not a node address", 2)
+    if url is not None:
+        url = http_url(url)
     settings = _settings(challenge_n=n, challenge_dtype=dtype)
     account = _account(settings)
     try:
         result = asyncio.run(_challenge_one(settings, account, node.lower(), url, gpu))
-    except (DiscoveryError, FileNotFoundError, ValueError) as exc:
+    except (DiscoveryError, DeploymentError, FileNotFoundError, ValueError) as exc:
         fail(str(exc), 2)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -107,7 +106,7 @@ async def _challenge_one(
             raise DiscoveryError(f"discovery has no record of {node}")
         target = Target.of(listed.record)
     else:
-        target = Target(node=node, url=url.rstrip("/"), claimed_gpu=CPU_MODEL)
+        target = Target(node=node, url=url, claimed_gpu=CPU_MODEL)
     if gpu is not None:
         target = Target(node=target.node, url=target.url, claimed_gpu=gpu)
     client = ChallengeClient.from_settings(account, settings, chain_id=chain_id)

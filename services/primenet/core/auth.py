@@ -440,3 +440,13 @@ class RequestAuthenticator:
                 f"more than {self.policy.rate_limit} signed requests in {window} s",
                 headers={"Retry-After": str(outcome)},
             )
+
+
+def signer_from_state(field: str) -> Callable[[Request], Awaitable[Signer]]:
+    """A route dependency: the signer proven by the `RequestAuthenticator` that create_app put on app.state.<field>."""
+
+    async def proven_signer(request: Request) -> Signer:
+        authenticate: RequestAuthenticator = getattr(request.app.state, field)
+        return await authenticate(request)
+
+    return proven_signer

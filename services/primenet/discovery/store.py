@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
+from primenet.core.errors import PrimenetError
 from primenet.core.models import FeedEvent, FeedPage, NodeRecord
 
 FLAGS = ("validated", "active", "whitelisted", "blacklisted")
@@ -56,7 +57,7 @@ def _public_json(row: Mapping[str, str]) -> str:
     return f'{row["record"][:-1]}{flags},"created_at":{row["created_at"]},"updated_at":{row["updated_at"]}}}'
 
 
-class ConflictError(Exception):
+class ConflictError(PrimenetError):
     """The write lost a race with another write of the same node; the caller retries."""
 
 

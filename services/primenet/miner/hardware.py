@@ -18,6 +18,7 @@ from typing import Any
 
 import pynvml
 
+from primenet.core.errors import PrimenetError
 from primenet.core.models import ComputeSpecs, GpuDevice
 
 MIB = 1024 * 1024
@@ -26,7 +27,7 @@ GB = 1000**3
 UNITS_PER_GPU = 1000
 
 
-class VisibleDevicesError(ValueError):
+class VisibleDevicesError(PrimenetError, ValueError):
     """An entry of the visible-devices filter names no GPU of this host."""
 
 

@@ -20,23 +20,10 @@ from primenet import __version__
 from primenet.core.auth import RequestSigner
 from primenet.core.models import Heartbeat, HeartbeatReply, TaskSpec
 from primenet.miner.runner import DockerRunner
-from primenet.miner.state import PersistedState, StateFile
+from primenet.miner.state import MinerMemory
 
 log = structlog.get_logger(__name__)
 HEARTBEATS = Counter("primenet_miner_heartbeats", "Heartbeats sent, by outcome", ["outcome"])
-
-
-class MinerMemory:
-    """The persisted state in memory; every change is written through to the 0600 state file."""
-
-    def __init__(self, file: StateFile) -> None:
-        self.file = file
-        self.state = file.load()
-
-    def update(self, **changes: object) -> PersistedState:
-        self.state = self.state.model_copy(update=changes)
-        self.file.save(self.state)
-        return self.state
 
 
 class HeartbeatLoop:

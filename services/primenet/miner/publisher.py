@@ -16,12 +16,13 @@ import structlog
 from eth_account.signers.local import LocalAccount
 
 from primenet.core.auth import RequestSigner
+from primenet.core.errors import PrimenetError
 from primenet.core.models import ComputeSpecs, NodeRecord
 
 log = structlog.get_logger(__name__)
 
 
-class PublishError(RuntimeError):
+class PublishError(PrimenetError, RuntimeError):
     """Discovery refused the record (a 4xx other than rate limiting): retrying the same record will not help."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

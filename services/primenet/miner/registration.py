@@ -19,6 +19,7 @@ from eth_account.signers.local import LocalAccount
 from primenet.chain.contracts import Network, PoolStatus
 from primenet.chain.rpc import checksum
 from primenet.chain.tx import read
+from primenet.core.errors import PrimenetError
 
 log = structlog.get_logger(__name__)
 TOKEN = 10**18
@@ -26,7 +27,7 @@ TOKEN = 10**18
 Progress = Callable[[str], None]
 
 
-class RegistrationError(RuntimeError):
+class RegistrationError(PrimenetError, RuntimeError):
     """Onboarding cannot go on without the operator (wrong key pairing, no funds, pool closed, timeout)."""
 
 

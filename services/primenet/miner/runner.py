@@ -30,6 +30,7 @@ from docker.types import DeviceRequest, LogConfig
 from docker.utils import parse_repository_tag
 from pydantic import BaseModel
 
+from primenet.core.errors import PrimenetError
 from primenet.core.models import GpuDevice, TaskDetails, TaskSpec, TaskState
 
 LABEL_TASK = "primenet.task_id"
@@ -41,7 +42,7 @@ _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # TaskSpec.task_id'
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
-class NoTaskContainerError(LookupError):
+class NoTaskContainerError(PrimenetError, LookupError):
     """No task is assigned, or its container does not exist (yet)."""
 
 

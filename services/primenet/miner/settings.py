@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from eth_account.signers.local import LocalAccount
 from pydantic import Field
@@ -17,6 +18,9 @@ from primenet.core.settings import ServiceSettings
 
 PROVIDER_KEY_ENV = "PRIMENET_PROVIDER_KEY"
 NODE_KEY_ENV = "PRIMENET_NODE_KEY"
+# The names `miner.solver.select_backend` knows; checked with the settings, so a typo stops `miner run` before any
+# transaction instead of after registering on chain.
+ChallengeBackend = Literal["auto", "torch", "cupy", "numpy"]
 
 
 class MinerSettings(ServiceSettings):
@@ -44,7 +48,7 @@ class MinerSettings(ServiceSettings):
     discovery_check_interval_s: float = Field(60.0, gt=0, description="how often IP and specs are re-checked")
     discovery_refresh_s: float = Field(600.0, gt=0, description="re-upload an unchanged record this often anyway")
     role_cache_s: float = Field(30.0, ge=0, description="how long an on-chain role or pool-owner answer is reused")
-    challenge_backend: str = Field("auto", description="matmul backend for challenges: auto, torch, cupy, numpy")
+    challenge_backend: ChallengeBackend = Field("auto", description="matmul backend for challenges")
     challenge_state_ttl_s: float = Field(900.0, gt=0, description="how long a round-1 product waits for round 2")
     max_pending_challenges: int = Field(2, ge=1, description="round-1 products kept in memory at most")
 

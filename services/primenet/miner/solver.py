@@ -41,7 +41,7 @@ class Backend:
 
 
 @dataclass(frozen=True)
-class MinerState:
+class CommittedProduct:
     """What round 2 needs: the committed product and its tree. Held in memory between the two rounds."""
 
     challenge: Challenge
@@ -120,7 +120,7 @@ def select_backend(prefer: str = "auto") -> Backend:
     return _torch_backend() or _cupy_backend() or NUMPY_BACKEND
 
 
-def solve_round1(challenge: Challenge, backend: Backend | None = None) -> tuple[Commitment, MinerState]:
+def solve_round1(challenge: Challenge, backend: Backend | None = None) -> tuple[Commitment, CommittedProduct]:
     """Derive A and B, compute C = A.B, commit to its rows."""
     chosen = backend or select_backend()
     started = time.perf_counter()
@@ -143,23 +143,23 @@ def solve_round1(challenge: Challenge, backend: Backend | None = None) -> tuple[
             derive_s=derived - started, matmul_s=multiplied - derived, commit_s=committed - multiplied
         ),
     )
-    return commitment, MinerState(challenge=challenge, product=product, tree=tree)
+    return commitment, CommittedProduct(challenge=challenge, product=product, tree=tree)
 
 
-def solve_round2(state: MinerState, reveal: Reveal) -> Opening:
+def solve_round2(committed: CommittedProduct, reveal: Reveal) -> Opening:
     """y = C.r in float64 from the committed C, and the revealed rows with their proofs."""
-    challenge = state.challenge
+    challenge = committed.challenge
     if reveal.challenge_id != challenge.challenge_id:
         raise ChallengeError("the reveal is for another challenge")
     if reveal.rows[-1] >= challenge.n:
         raise ChallengeError(f"row {reveal.rows[-1]} is out of range for n = {challenge.n}")
     r = derive_vector(reveal.secret, challenge.n)
-    cr = matvec64(state.product, challenge.dtype, r)
+    cr = matvec64(committed.product, challenge.dtype, r)
     rows = [
         OpenedRow(
             index=i,
-            values=Vector.of(state.product[i], challenge.dtype),
-            proof=[sibling.hex() for sibling in merkle_proof(state.tree, i)],
+            values=Vector.of(committed.product[i], challenge.dtype),
+            proof=[sibling.hex() for sibling in merkle_proof(committed.tree, i)],
         )
         for i in reveal.rows
     ]

@@ -1,8 +1,9 @@
 """What a miner remembers across restarts: its pool membership, orchestrator endpoint and current assignment.
 
-One JSON file, mode 0600, replaced atomically (write a temporary file, fsync, rename), so a crash at any moment
-leaves either the old or the new state, never half of one. With it a restarted miner resumes heartbeats at once
-and re-attaches to its running task container (found by name) instead of restarting it.
+`MinerMemory` holds it in memory and writes every change through to `StateFile`: one JSON file, mode 0600,
+replaced atomically (write a temporary file, fsync, rename), so a crash at any moment leaves either the old or the
+new state, never half of one. With it a restarted miner resumes heartbeats at once and re-attaches to its running
+task container (found by name) instead of restarting it.
 """
 
 from __future__ import annotations
@@ -61,3 +62,16 @@ class StateFile:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+
+
+class MinerMemory:
+    """The persisted state in memory; every change is written through to the 0600 state file."""
+
+    def __init__(self, file: StateFile) -> None:
+        self.file = file
+        self.state = file.load()
+
+    def update(self, **changes: object) -> PersistedState:
+        self.state = self.state.model_copy(update=changes)
+        self.file.save(self.state)
+        return self.state

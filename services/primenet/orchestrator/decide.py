@@ -1,7 +1,7 @@
 """The orchestrator's decisions as pure functions: node status transitions and task placement.
 
-The loops (`primenet.orchestrator.orchestrator`) gather facts from Redis and the chain, call these, and write the
-outcome back; keeping the rules here makes each of them testable without a server.
+The `Orchestrator`'s loops (`primenet.orchestrator.orchestrator`) gather facts from Redis and the chain, call these,
+and write the outcome back; keeping the rules here makes each of them testable without a server.
 
 Status rules, fixing the reference's gaps (§5.1/§11: nodes stuck waiting, dead nodes never re-invited):
     heartbeat        Waiting|Unhealthy|Healthy -> Healthy; Discovered|Dead -> Healthy if still in the pool on

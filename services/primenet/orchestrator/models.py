@@ -80,3 +80,33 @@ class NodeView(BaseModel):
     last_heartbeat: float | None = None
     version: str | None = None
     specs: ComputeSpecs | None = None
+
+
+# --- the answers of the admin API as a whole, as its clients read them ---------------------------------------
+
+
+class NodeList(BaseModel):
+    """`GET /nodes`: how many nodes are in each status, and every node."""
+
+    counts: dict[str, int] = Field(default_factory=dict, description="status -> number of nodes")
+    nodes: list[NodeView] = Field(default_factory=list)
+
+
+class TaskList(BaseModel):
+    """`GET /tasks`."""
+
+    tasks: list[TaskView] = Field(default_factory=list)
+
+
+class TaskDeleted(BaseModel):
+    """`DELETE /tasks/{id}`: the id of the task withdrawn."""
+
+    deleted: str
+
+
+class NodeLogs(BaseModel):
+    """`GET /nodes/{address}/logs`: the tail of the node's task container output, fetched from its miner."""
+
+    node: str
+    task_id: str | None = None
+    logs: str | list[str] = Field("", description="the output as one text, or as a list of lines")

@@ -1,4 +1,4 @@
-"""The orchestrator's work: the heartbeat handling and four loops started by the app's lifespan.
+"""The `Orchestrator` class: one pool's heartbeat handling and the four loops that the app's lifespan starts.
 
     monitor     lists the pool's nodes at discovery (signed GET /api/pool/{id}), then long-polls the change feed
                 (GET /api/events?pool_id=); `reset`, a flags change and every `resync_interval_s` re-list
@@ -29,6 +29,7 @@ from primenet.chain.eip712 import PoolInvite
 from primenet.chain.rpc import checksum
 from primenet.chain.tx import Transactor
 from primenet.core.discovery_client import DiscoveryReader, ListedNode
+from primenet.core.errors import PrimenetError
 from primenet.core.models import FeedPage, Heartbeat, InviteRequest, TaskSpec
 from primenet.core.requirements import parse
 from primenet.orchestrator.decide import (
@@ -61,7 +62,9 @@ BEAT_MAKES_HEALTHY = frozenset(s for s in NodeStatus if on_heartbeat(s) is OnHea
 BEAT_REFUSED = frozenset(s for s in NodeStatus if on_heartbeat(s) is OnHeartbeat.REFUSE)
 
 
-class HeartbeatRefusedError(Exception):
+class HeartbeatRefusedError(PrimenetError):
+    """A beat the orchestrator will not take (`code`: address_mismatch, unknown_node, node_banned); a 403."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -88,6 +91,9 @@ class Stats:
 
 
 class Orchestrator:
+    """One pool's coordinator: `heartbeat` for the API, `run_monitor`/`run_inviter`/`run_health`/`run_scheduler`
+    for the lifespan, and `moved`/`nudge` for the admin routes that change a node or a task."""
+
     def __init__(
         self,
         *,

@@ -11,10 +11,11 @@ import httpx
 from eth_account.signers.local import LocalAccount
 
 from primenet.core.auth import RequestSigner
+from primenet.core.errors import PrimenetError
 from primenet.core.models import InviteRequest
 
 
-class PeerError(RuntimeError):
+class PeerError(PrimenetError, RuntimeError):
     """A peer could not be reached, or answered with an error or a reply of the wrong shape."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:

@@ -1,31 +1,27 @@
 """The validator process: the loop (`primenet.validator.loop`) plus a small HTTP API for operators.
 
-Routes:
-    GET /health       the loop's last pass, the feed cursor, counts; 503 when the loop stopped
-    GET /metrics      Prometheus: challenges by outcome and reason, validations sent, queue size
-    GET /rejections   `Authorization: Bearer <admin token>`: recent rejected or failed challenges with figures
+`create_app(settings, account)` builds the loop and its clients, runs the loop for the app's lifetime, and serves
+the routes of `primenet.validator.routes` (listed there).
 """
 
-# No `from __future__ import annotations`: FastAPI must see the dependency objects as values.
-import asyncio
+from __future__ import annotations
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
 
 import redis
 from eth_account.signers.local import LocalAccount
-from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
-from primenet.core.admin import bearer, require_admin
 from primenet.core.app import background, service_app
 from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
 from primenet.validator.challenger import ChallengeClient
 from primenet.validator.loop import ValidatorLoop
 from primenet.validator.policy import RetryPolicy
+from primenet.validator.routes import router
 from primenet.validator.settings import ValidatorSettings
 from primenet.validator.store import RedisLedger, ValidatorStore
 
@@ -73,38 +69,10 @@ def create_app(settings: ValidatorSettings, account: LocalAccount) -> FastAPI:
             ledger_redis.close()
 
     app = service_app(title="primenet validator", max_body_bytes=settings.auth.max_body_bytes, lifespan=lifespan)
+    # Exactly what `primenet.validator.deps` and `primenet.core.admin.AdminOnly` read.
     app.state.loop = loop
+    app.state.loop_task = None
     app.state.store = store
-
-    def admin(request: Request) -> None:
-        require_admin(bearer(request), settings.admin_token)
-
-    @app.get("/health", tags=["ops"])
-    async def health() -> JSONResponse:
-        task: asyncio.Task[None] | None = getattr(app.state, "loop_task", None)
-        stats = loop.stats
-        running = task is not None and not task.done()
-        stale = stats.last_feed_at is None or loop.clock() - stats.last_feed_at > 2 * settings.feed_timeout_s + 30
-        status = "down" if not running else ("degraded" if stale else "ok")
-        body: dict[str, Any] = {
-            "status": status,
-            "validator": account.address,
-            "last_run_at": stats.last_run_at,
-            "last_feed_at": stats.last_feed_at,
-            "last_resync_at": stats.last_resync_at,
-            "feed_cursor": stats.cursor,
-            "feed_error": stats.feed_error,
-            "candidates": len(loop.candidates),
-            "in_flight": len(loop.in_flight),
-            "queued": loop.queued,
-            "counts": stats.counts,
-        }
-        return JSONResponse(body, status_code=503 if status == "down" else 200)
-
-    @app.get("/rejections", tags=["ops"], dependencies=[Depends(admin)])
-    async def rejections(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        """The most recent challenges that did not pass (rejected or could not run), newest first."""
-        recent = await store.rejections(limit)
-        return {"rejections": [result.model_dump(mode="json") for result in recent], "count": len(recent)}
-
+    app.state.admin_token = settings.admin_token
+    app.include_router(router)
     return app

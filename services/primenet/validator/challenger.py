@@ -1,4 +1,6 @@
-"""Run one proof-of-compute challenge against one miner over its HTTP API and judge the answer.
+"""The challenger: `ChallengeClient` runs one proof-of-compute challenge against one miner and judges the answer.
+
+Also here: `Target` (the miner to challenge, from its discovery record) and `ChallengeResult` with its `Outcome`.
 
 Two signed rounds (`POST /challenge/commit`, then `POST /challenge/open`), timed on the validator's clock: the
 commitment's arrival time is taken the moment its response is read, and the reveal (which discloses r and the
@@ -31,6 +33,7 @@ from pydantic import BaseModel, Field, ValidationError
 from primenet.core.auth import RequestSigner
 from primenet.core.challenge.derive import derive_matrices
 from primenet.core.challenge.wire import Commitment, Matrix, MatrixDtype, Opening
+from primenet.core.errors import PrimenetError
 from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.validator.settings import ValidatorSettings
 from primenet.validator.verifier import (
@@ -118,7 +121,7 @@ def miner_url(ip: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-class _Stop(Exception):  # noqa: N818 - control flow inside `ChallengeClient.run`, never escapes it
+class _Stop(PrimenetError):  # noqa: N818 - control flow inside `ChallengeClient.run`, never escapes it
     def __init__(self, outcome: Outcome, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.outcome, self.reason, self.detail = outcome, reason, detail

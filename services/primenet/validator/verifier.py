@@ -1,7 +1,9 @@
-"""The validator's side of the proof-of-compute challenge: issue, reveal, verify; and the GPU throughput table.
+"""The verifier: the validator's side of the proof-of-compute challenge (pure checks; the challenger does the HTTP).
 
-The protocol, derivation and commitment are defined in `primenet.core.challenge`. Here: what the validator checks,
-how tight, and what a pass is worth.
+Here: `new_challenge`, `reveal` and `verify` (the `Verdict` and its `Reason`), the replay ledger protocol
+(`ChallengeLedger`, `MemoryLedger`) and the GPU throughput table (`ThroughputTable`, `DEFAULT_TABLE`). The protocol,
+derivation and commitment are defined in `primenet.core.challenge`; below: what the validator checks, how tight,
+and what a pass is worth.
 
 Checks, in order (cheap ones first; the first failure is the verdict's reason):
   replayed_answer      the answer names another challenge id, or this challenge id was already answered

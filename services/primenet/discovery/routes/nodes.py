@@ -1,0 +1,121 @@
+"""Node records: the signed upload (`PUT /api/nodes`) and the reads of validators, pool owners and nodes."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from prometheus_client import Counter
+
+from primenet.core.models import NodeRecord
+from primenet.core.params import AddressPath
+from primenet.core.requirements import RequirementsError, parse
+from primenet.discovery.deps import AnySigner, ChainViewDep, SettingsDep, SignerOrAdmin, StoreDep, ValidatorSigner
+from primenet.discovery.routes.shared import PoolId, refuse
+from primenet.discovery.store import ConflictError
+
+REGISTRATIONS = Counter("primenet_discovery_registrations", "Node uploads accepted, by result", ["result"])
+
+LISTING_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"description": '`{"nodes": [node, ...], "count": n, "cursor": "<feed cursor>"}`'}
+}
+
+router = APIRouter(prefix="/api", tags=["nodes"])
+
+
+def listing(nodes: list[str], cursor: str) -> Response:
+    """Joined from pre-serialized nodes (see DiscoveryStore.listing_json): no per-node model work."""
+    body = f'{{"nodes":[{",".join(nodes)}],"count":{len(nodes)},"cursor":{json.dumps(cursor)}}}'
+    return Response(body, media_type="application/json")
+
+
+# --- writes ----------------------------------------------------------------------------------------
+
+
+@router.put("/nodes")
+async def put_node(
+    record: NodeRecord, signer: AnySigner, view: ChainViewDep, store: StoreDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Register or update the signing node's record (checked against the chain and the pool)."""
+    if signer.address != record.node:
+        raise refuse(403, "signer_not_node", f"signed by {signer.address}, but the record is for {record.node}")
+    pool = await view.pool(record.pool_id)
+    if pool is None:
+        raise refuse(422, "pool_not_found", f"pool {record.pool_id} does not exist on chain")
+    info, flags = await view.check(record.node, record.provider, record.pool_id)
+    if info is None:
+        raise refuse(422, "node_not_on_chain", f"node {record.node} is not registered in the compute registry")
+    if info.provider.lower() != record.provider:
+        raise refuse(422, "provider_mismatch", f"node {record.node} belongs to {info.provider}, not {record.provider}")
+    try:
+        requirements = parse(pool.data_uri)
+    except RequirementsError as exc:
+        raise refuse(
+            422, "pool_requirements_invalid", f"pool {pool.pool_id} has unusable requirements: {exc}"
+        ) from None
+    unmet = requirements.unmet(record.specs)
+    if unmet:
+        raise refuse(422, "requirements_not_met", f"the node does not meet pool {pool.pool_id}'s needs", unmet)
+    for _ in range(5):
+        current = await store.get(record.node)
+        if current is not None and current.active and _placement(current.record) != _placement(record):
+            raise refuse(
+                409,
+                "node_active_in_pool",
+                "the node is active in a pool: its provider, address and pool cannot change until it leaves",
+            )
+        others = await store.active_on_ip(record.ip, excluding=record.node)
+        if others >= settings.max_nodes_per_ip:
+            raise refuse(
+                409,
+                "ip_limit_reached",
+                f"{record.ip} already has {others} active node(s) (at most {settings.max_nodes_per_ip})",
+            )
+        try:
+            stored, result = await store.upsert(record, flags.as_dict(), expected=current)
+        except ConflictError:
+            continue  # a concurrent upload of this node won: re-read and re-check
+        REGISTRATIONS.labels(result).inc()
+        return {"result": result, "node": stored.public()}
+    raise refuse(409, "concurrent_update", "the node was updated concurrently too often; retry")
+
+
+def _placement(record: NodeRecord) -> tuple[str, str, int, int]:
+    """What may not change while a node is active in a pool (its hardware specs may: free disk moves)."""
+    return record.provider, record.ip, record.port, record.pool_id
+
+
+# --- reads -----------------------------------------------------------------------------------------
+
+
+@router.get("/validator", responses=LISTING_DOC)
+async def validator_listing(
+    _: ValidatorSigner, store: StoreDep, validated: Annotated[bool | None, Query()] = None
+) -> Response:
+    """Every node, for validators (`?validated=false`: only those still to validate)."""
+    cursor = await store.latest_cursor()
+    return listing(await store.listing_json(validated=validated), cursor)
+
+
+@router.get("/pool/{pool_id}", responses=LISTING_DOC)
+async def pool_listing(pool_id: PoolId, signer: AnySigner, view: ChainViewDep, store: StoreDep) -> Response:
+    """The nodes that named this pool, for its creator or compute manager."""
+    if await view.pool(pool_id) is None:
+        raise refuse(404, "pool_not_found", f"pool {pool_id} does not exist on chain")
+    if not await view.is_pool_owner(pool_id, signer.address):
+        raise refuse(403, "not_pool_owner", f"{signer.address} is neither creator nor manager of pool {pool_id}")
+    cursor = await store.latest_cursor()
+    return listing(await store.listing_json(pool_id=pool_id), cursor)
+
+
+@router.get("/nodes/{address}")
+async def get_node(address: AddressPath, caller: SignerOrAdmin, store: StoreDep) -> dict[str, Any]:
+    """One node's record, for the node itself or the admin."""
+    if caller is not None and caller.address != address.lower():
+        raise refuse(403, "not_this_node", "only the node itself (or the admin) may read this record")
+    stored = await store.get(address)
+    if stored is None:
+        raise refuse(404, "node_not_found", f"no record for {address}")
+    return stored.public()

@@ -1,0 +1,61 @@
+"""The orchestrator's route dependencies: typed `Annotated` aliases over what `create_app` put on `app.state`.
+
+    app.state.orchestrator      Orchestrator (the heartbeat handling, the loops' stats, the chain and its settings)
+    app.state.store             OrchestratorStore
+    app.state.miners            MinerClient: signed calls to the miners' APIs
+    app.state.nodes_auth        RequestAuthenticator: requests signed by a node key for audience "orchestrator"
+    app.state.admin_token       the operator's bearer token (None: no admin), read by `core.admin.AdminOnly`
+
+Every getter is `async def` although none awaits anything but the authenticator: FastAPI runs a plain `def`
+dependency in its thread pool, a hop per request that the heartbeat (the hot path) should not pay.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from primenet.core.auth import Signer, signer_from_state
+from primenet.core.errors import ApiError
+from primenet.core.params import AddressPath
+from primenet.orchestrator.orchestrator import Orchestrator
+from primenet.orchestrator.peers import MinerClient
+from primenet.orchestrator.store import NodeRow, OrchestratorStore
+
+
+async def get_orchestrator(request: Request) -> Orchestrator:
+    orchestrator: Orchestrator = request.app.state.orchestrator
+    return orchestrator
+
+
+async def get_store(request: Request) -> OrchestratorStore:
+    store: OrchestratorStore = request.app.state.store
+    return store
+
+
+async def get_miners(request: Request) -> MinerClient:
+    miners: MinerClient = request.app.state.miners
+    return miners
+
+
+# The proven signer of a request signed for audience "orchestrator" (any key: the route decides what a signer
+# that is not a known node gets).
+node_signer = signer_from_state("nodes_auth")
+
+
+OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+StoreDep = Annotated[OrchestratorStore, Depends(get_store)]
+MinersDep = Annotated[MinerClient, Depends(get_miners)]
+NodeSigner = Annotated[Signer, Depends(node_signer)]
+
+
+async def known_node(address: AddressPath, store: StoreDep) -> NodeRow:
+    """The node named by the `{address}` path parameter (any case); 404 `node_not_found` when we do not know it."""
+    node = await store.node(address.lower())
+    if node is None:
+        raise ApiError(404, "node_not_found", f"no node {address} in this orchestrator")
+    return node
+
+
+KnownNode = Annotated[NodeRow, Depends(known_node)]

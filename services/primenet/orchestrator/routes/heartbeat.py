@@ -1,0 +1,24 @@
+"""POST /heartbeat: a node's beat, signed by its node key (audience "orchestrator")."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from primenet.core.errors import ApiError
+from primenet.core.models import Heartbeat, HeartbeatReply
+from primenet.orchestrator.deps import NodeSigner, OrchestratorDep
+from primenet.orchestrator.orchestrator import HeartbeatRefusedError
+
+router = APIRouter(tags=["nodes"])
+
+
+@router.post("/heartbeat", response_model=HeartbeatReply)
+async def heartbeat(body: Heartbeat, signer: NodeSigner, orchestrator: OrchestratorDep) -> Response:
+    """A node's beat: its task state in, its assignment out (none unless the node is Healthy)."""
+    try:
+        assignment = await orchestrator.heartbeat(signer.address, body)
+    except HeartbeatRefusedError as exc:
+        raise ApiError(403, exc.code, str(exc)) from None
+    # Serialized here, once: FastAPI would dump, validate and dump the reply again (the hottest route).
+    return Response(HeartbeatReply(assignment=assignment).model_dump_json(), media_type="application/json")
