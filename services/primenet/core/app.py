@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -29,6 +29,18 @@ def service_app(*, title: str, max_body_bytes: int, lifespan: Lifespan | None = 
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.mount("/metrics", make_asgi_app())
     return app
+
+
+def from_state(field: str) -> Callable[[Request], Awaitable[Any]]:
+    """A route dependency: what create_app put on `app.state.<field>` (the `Annotated` alias names its type).
+
+    Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, one hop per request.
+    """
+
+    async def read(request: Request) -> Any:
+        return getattr(request.app.state, field)
+
+    return read
 
 
 # What a web3/JSON-RPC call raises when the chain's node cannot be reached or does not answer in time.

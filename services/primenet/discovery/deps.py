@@ -16,32 +16,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from primenet.core.admin import bearer, require_admin
+from primenet.core.app import from_state
 from primenet.core.auth import Signer, signer_from_state
 from primenet.discovery.chainview import ChainView
 from primenet.discovery.settings import DiscoverySettings
 from primenet.discovery.store import DiscoveryStore
 from primenet.discovery.sync import ChainSync
-
-
-async def get_settings(request: Request) -> DiscoverySettings:
-    settings: DiscoverySettings = request.app.state.settings
-    return settings
-
-
-async def get_store(request: Request) -> DiscoveryStore:
-    store: DiscoveryStore = request.app.state.store
-    return store
-
-
-async def get_view(request: Request) -> ChainView:
-    view: ChainView = request.app.state.view
-    return view
-
-
-async def get_sync(request: Request) -> ChainSync:
-    sync: ChainSync = request.app.state.sync
-    return sync
-
 
 # The proven signer of a signed request: anyone (the route decides what it may do), or only VALIDATOR_ROLE holders.
 any_signer = signer_from_state("signed_auth")
@@ -61,10 +41,10 @@ async def signer_or_admin(request: Request) -> Signer | None:
     return None
 
 
-SettingsDep = Annotated[DiscoverySettings, Depends(get_settings)]
-StoreDep = Annotated[DiscoveryStore, Depends(get_store)]
-ChainViewDep = Annotated[ChainView, Depends(get_view)]
-SyncDep = Annotated[ChainSync, Depends(get_sync)]
+SettingsDep = Annotated[DiscoverySettings, Depends(from_state("settings"))]
+StoreDep = Annotated[DiscoveryStore, Depends(from_state("store"))]
+ChainViewDep = Annotated[ChainView, Depends(from_state("view"))]
+SyncDep = Annotated[ChainSync, Depends(from_state("sync"))]
 AnySigner = Annotated[Signer, Depends(any_signer)]
 ValidatorSigner = Annotated[Signer, Depends(validator_signer)]
 SignerOrAdmin = Annotated[Signer | None, Depends(signer_or_admin)]

@@ -14,35 +14,25 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from primenet.core.app import from_state
 from primenet.core.auth import Signer, signer_from_state
 from primenet.core.errors import ApiError
 from primenet.miner.challenge_book import ChallengeBook
 from primenet.miner.miner import Miner
 from primenet.miner.solver import Backend
 
-
-async def get_miner(request: Request) -> Miner:
-    miner: Miner = request.app.state.miner
-    return miner
-
-
-async def get_book(request: Request) -> ChallengeBook:
-    book: ChallengeBook = request.app.state.book
-    return book
-
-
-async def get_backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
 # The proven signer of a request addressed to this node: anyone, or only VALIDATOR_ROLE holders (on chain, cached).
 any_signer = signer_from_state("signed_auth")
 validator_signer = signer_from_state("validators_auth")
 
 
+MinerDep = Annotated[Miner, Depends(from_state("miner"))]
+
+
 async def pool_owner(
-    request: Request, signer: Annotated[Signer, Depends(any_signer)], miner: Annotated[Miner, Depends(get_miner)]
+    request: Request,
+    signer: Annotated[Signer, Depends(any_signer)],
+    miner: MinerDep,
 ) -> Signer:
     """The proven signer, refused (403 `not_pool_owner`) unless it is the creator or compute manager of the pool."""
     if not await request.app.state.pool_owner_check(signer.address):
@@ -51,8 +41,7 @@ async def pool_owner(
     return signer
 
 
-MinerDep = Annotated[Miner, Depends(get_miner)]
-ChallengeBookDep = Annotated[ChallengeBook, Depends(get_book)]
-BackendDep = Annotated[Backend, Depends(get_backend)]
+ChallengeBookDep = Annotated[ChallengeBook, Depends(from_state("book"))]
+BackendDep = Annotated[Backend, Depends(from_state("backend"))]
 ValidatorSigner = Annotated[Signer, Depends(validator_signer)]
 PoolOwner = Annotated[Signer, Depends(pool_owner)]

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from primenet.core.app import from_state
 from primenet.core.auth import Signer, signer_from_state
 from primenet.core.errors import ApiError
 from primenet.core.params import AddressPath
@@ -23,30 +24,14 @@ from primenet.orchestrator.orchestrator import Orchestrator
 from primenet.orchestrator.peers import MinerClient
 from primenet.orchestrator.store import NodeRow, OrchestratorStore
 
-
-async def get_orchestrator(request: Request) -> Orchestrator:
-    orchestrator: Orchestrator = request.app.state.orchestrator
-    return orchestrator
-
-
-async def get_store(request: Request) -> OrchestratorStore:
-    store: OrchestratorStore = request.app.state.store
-    return store
-
-
-async def get_miners(request: Request) -> MinerClient:
-    miners: MinerClient = request.app.state.miners
-    return miners
-
-
 # The proven signer of a request signed for audience "orchestrator" (any key: the route decides what a signer
 # that is not a known node gets).
 node_signer = signer_from_state("nodes_auth")
 
 
-OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
-StoreDep = Annotated[OrchestratorStore, Depends(get_store)]
-MinersDep = Annotated[MinerClient, Depends(get_miners)]
+OrchestratorDep = Annotated[Orchestrator, Depends(from_state("orchestrator"))]
+StoreDep = Annotated[OrchestratorStore, Depends(from_state("store"))]
+MinersDep = Annotated[MinerClient, Depends(from_state("miners"))]
 NodeSigner = Annotated[Signer, Depends(node_signer)]
 
 

@@ -11,27 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from primenet.core.app import from_state
 from primenet.validator.loop import ValidatorLoop
 from primenet.validator.store import ValidatorStore
 
-
-async def get_loop(request: Request) -> ValidatorLoop:
-    loop: ValidatorLoop = request.app.state.loop
-    return loop
-
-
-async def get_loop_task(request: Request) -> asyncio.Task[None] | None:
-    task: asyncio.Task[None] | None = request.app.state.loop_task
-    return task
-
-
-async def get_store(request: Request) -> ValidatorStore:
-    store: ValidatorStore = request.app.state.store
-    return store
-
-
-LoopDep = Annotated[ValidatorLoop, Depends(get_loop)]
-LoopTaskDep = Annotated[asyncio.Task[None] | None, Depends(get_loop_task)]
-StoreDep = Annotated[ValidatorStore, Depends(get_store)]
+LoopDep = Annotated[ValidatorLoop, Depends(from_state("loop"))]
+LoopTaskDep = Annotated[asyncio.Task[None] | None, Depends(from_state("loop_task"))]
+StoreDep = Annotated[ValidatorStore, Depends(from_state("store"))]
