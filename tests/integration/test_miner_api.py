@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -45,8 +45,8 @@ from primenet.orchestrator.app import create_app as create_orchestrator
 from primenet.orchestrator.models import AssignmentView, NodeView, TaskView
 from primenet.orchestrator.settings import OrchestratorSettings
 from primenet.validator.verifier import Throughput, ThroughputTable, new_challenge, reveal, verify
+from waiting import until
 
-T = TypeVar("T")
 NewNode = Callable[..., Awaitable[LocalAccount]]
 IMAGE = "local/primenet-busybox:1"
 SPECS = ComputeSpecs(cpu_model="test cpu", cpu_cores=2, ram_mib=4096, storage_path="/tmp", storage_free_gb=10.0)
@@ -128,17 +128,6 @@ class Orchestrator:
             return reported if ok else None
 
         return await until(seen, f"a heartbeat of {address} reporting task {task.name} running")
-
-
-async def until(read: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 30) -> T:
-    """The first value `read` returns other than None, polled every 20 ms (heartbeats come every 200-300 ms)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = await read()
-        if found is not None:
-            return found
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ nothing. Thresholds are short (heartbeats every 0.3 s, Unhealthy after 1.5 s, De
 
 import asyncio
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -31,6 +30,7 @@ from primenet.miner.runner import LABEL_NODE
 from primenet.miner.settings import MinerKeys, MinerSettings
 from primenet.orchestrator.app import create_app as create_orchestrator
 from primenet.orchestrator.settings import OrchestratorSettings
+from waiting import wait_for
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
 IMAGE = "local/primenet-busybox:1"
@@ -99,15 +99,6 @@ async def upload(discovery_url: str, node: LocalAccount, port: int) -> None:
     ) as http:
         response = await http.put("/api/nodes", json=record.model_dump(mode="json"))
     assert response.status_code == 200, response.text
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Api:

@@ -42,6 +42,7 @@ from primenet.validator.app import create_app as create_validator
 from primenet.validator.challenger import ChallengeClient, ChallengeResult, Outcome, Target
 from primenet.validator.settings import ValidatorSettings
 from primenet.validator.store import RedisLedger, ValidatorStore
+from waiting import wait_for
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
 N = 128
@@ -323,15 +324,6 @@ async def upload(discovery_url: str, node: LocalAccount, port: int) -> None:
     async with httpx.AsyncClient(base_url=discovery_url, auth=signer, timeout=30) as http:
         response = await http.put("/api/nodes", json=record.model_dump(mode="json"))
     assert response.status_code == 200, response.text
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_an_honest_miner_is_validated_on_chain_from_the_feed(
