@@ -58,7 +58,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def task_containers(client: docker.DockerClient, node: str) -> list[Any]:
     return [
         c
-        for c in client.containers.list(all=True, filters={"label": "primenet.node"})
+        for c in client.containers.list(all=True, filters={"label": "primenet.node"}, ignore_removed=True)
         if c.labels.get("primenet.node", "").lower() == node
     ]
 

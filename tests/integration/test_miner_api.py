@@ -136,7 +136,7 @@ async def node(new_node: NewNode, docker_client: Any) -> AsyncIterator[LocalAcco
     account = await new_node(validated=True)
     yield account
     label = f"{LABEL_NODE}={account.address.lower()}"
-    for container in docker_client.containers.list(all=True, filters={"label": [label]}):
+    for container in docker_client.containers.list(all=True, filters={"label": [label]}, ignore_removed=True):
         container.remove(force=True)
 
 
@@ -336,7 +336,9 @@ async def test_heartbeats_apply_assignments_and_serve_logs(
         assert second.details is not None
         assert second.details.container_id != first.details.container_id
         label = f"{LABEL_NODE}={audience}"
-        names = [c.name for c in docker_client.containers.list(all=True, filters={"label": [label]})]
+        names = [
+            c.name for c in docker_client.containers.list(all=True, filters={"label": [label]}, ignore_removed=True)
+        ]
         assert names == [hb2.spec().container_name()]
 
         await orchestrator.withdraw(hb2)
@@ -344,7 +346,7 @@ async def test_heartbeats_apply_assignments_and_serve_logs(
         assert removed.last_heartbeat is not None
         # The one after the removal.
         await orchestrator.beat(audience, removed.last_heartbeat, lambda view: view.task_id is None)
-        assert docker_client.containers.list(all=True, filters={"label": [label]}) == []
+        assert docker_client.containers.list(all=True, filters={"label": [label]}, ignore_removed=True) == []
 
 
 async def test_kill_9_and_restart_keeps_the_task_container(
@@ -446,7 +448,7 @@ async def test_an_ejected_node_stops_heartbeats_and_its_task(
         await network.eject_node(network.transactor(manager), 0, node.address)
         label = {"label": [f"{LABEL_NODE}={node.address.lower()}"]}
         deadline = time.monotonic() + 30
-        while docker_client.containers.list(all=True, filters=label):
+        while docker_client.containers.list(all=True, filters=label, ignore_removed=True):
             assert time.monotonic() < deadline, "the task container outlived the ejection"
             await asyncio.sleep(0.2)
         state = json.loads((tmp_path / "state" / "miner-state.json").read_text())

@@ -214,7 +214,7 @@ async def test_a_node_goes_healthy_runs_a_task_dies_comes_back_and_survives_a_re
 
         async def removed() -> bool:
             label = f"{LABEL_NODE}={address}"
-            return not docker_client.containers.list(all=True, filters={"label": [label]})
+            return not docker_client.containers.list(all=True, filters={"label": [label]}, ignore_removed=True)
 
         await wait_for(removed, "the task container to be removed")
         health = (await api.get("/health")).json()
@@ -226,7 +226,9 @@ async def test_a_node_goes_healthy_runs_a_task_dies_comes_back_and_survives_a_re
 
 
 def remove_containers(docker_client: Any, address: str) -> None:
-    for container in docker_client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={address}"]}):
+    for container in docker_client.containers.list(
+        all=True, filters={"label": [f"{LABEL_NODE}={address}"]}, ignore_removed=True
+    ):
         container.remove(force=True)
 
 
@@ -259,13 +261,13 @@ async def test_a_changed_assignment_reaches_the_miner_before_its_next_heartbeat(
         label = {"label": [f"{LABEL_NODE}={address}"]}
 
         async def running() -> bool:
-            return any(c.status == "running" for c in docker_client.containers.list(filters=label))
+            return any(c.status == "running" for c in docker_client.containers.list(filters=label, ignore_removed=True))
 
         await wait_for(running, "the task container, well before the next regular heartbeat", timeout_s=30)
         assert (await api.send("DELETE", f"/tasks/{created.json()['id']}")).status_code == 200
 
         async def removed() -> bool:
-            return not docker_client.containers.list(all=True, filters=label)
+            return not docker_client.containers.list(all=True, filters=label, ignore_removed=True)
 
         await wait_for(removed, "the container's removal, well before the next regular heartbeat", timeout_s=30)
         metrics = (await api.get("/metrics/")).text

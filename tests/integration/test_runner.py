@@ -31,7 +31,9 @@ def node(docker_client: Any) -> Iterator[str]:
     """A fresh node address per test; every container labelled with it is removed afterwards."""
     address = "0x" + secrets.token_hex(20)
     yield address
-    for container in docker_client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={address}"]}):
+    for container in docker_client.containers.list(
+        all=True, filters={"label": [f"{LABEL_NODE}={address}"]}, ignore_removed=True
+    ):
         container.remove(force=True)
 
 
@@ -121,7 +123,10 @@ async def test_changed_assignment_replaces_the_container_and_none_removes_it(
     assert data_dir.is_dir()  # same task, new config: its data stays
 
     assert await runner.reconcile(None) == TaskStatus()
-    assert docker_client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={runner.node}"]}) == []
+    assert (
+        docker_client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={runner.node}"]}, ignore_removed=True)
+        == []
+    )
     assert not data_dir.exists()  # a task no longer assigned leaves no data behind
     with pytest.raises(NoTaskContainerError):
         await runner.logs()
@@ -229,6 +234,9 @@ async def test_an_assignment_withdrawn_during_its_start_leaves_no_container(
     assert (await runner.reconcile(task(task_image, "sleep 30"))).state is TaskState.PENDING
     assert await runner.reconcile(None) == TaskStatus()
     await runner.close()  # lets the start in flight finish: it must see the withdrawal and create nothing
-    assert docker_client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={runner.node}"]}) == []
+    assert (
+        docker_client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={runner.node}"]}, ignore_removed=True)
+        == []
+    )
     with pytest.raises(NoTaskContainerError):
         await runner.restart()

@@ -225,6 +225,6 @@ def remove_task_containers(node: str) -> None:
     except docker.errors.DockerException:
         return
     with contextlib.closing(client):
-        for container in client.containers.list(all=True, filters={"label": LABEL_NODE}):
+        for container in client.containers.list(all=True, filters={"label": LABEL_NODE}, ignore_removed=True):
             if container.labels.get(LABEL_NODE, "").lower() == node.lower():
                 container.remove(force=True)
