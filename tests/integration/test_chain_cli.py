@@ -139,3 +139,27 @@ def test_bad_arguments_and_unreachable_chain(env: dict[str, str]) -> None:
     unreachable = chain({**env, "PRIMENET_RPC_URL": "http://127.0.0.1:9"}, "pool-info", "0")
     assert unreachable.returncode == 2
     assert "cannot reach the chain at http://127.0.0.1:9" in unreachable.stderr
+
+
+def test_bootstrap_makes_contracts_and_an_active_pool_once(env: dict[str, str], tmp_path: Path) -> None:
+    target = tmp_path / "coordinator" / "deployment.json"
+    boot_env = {**env, "PRIMENET_DEPLOYMENT": str(target)}
+    validator = role_account("validator").address
+    args = ("bootstrap", "--validator", validator, "--manager", orchestrator.address, "--pool-name", "boot", "--json")
+
+    def last_line(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+        assert result.returncode == 0, result.stderr
+        data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        return data
+
+    first = last_line(chain(boot_env, *args))
+    assert (first["deployed"], first["pool_created"]) == (True, True)
+    assert json.loads(target.read_text())["contracts"] == first["deployment"]["contracts"]
+    assert first["deployment"]["validator"] == validator
+    info = as_json(chain(boot_env, "pool-info", str(first["pool_id"]), "--json"))
+    assert (info["status"], info["name"], info["compute_manager"]) == ("ACTIVE", "boot", orchestrator.address)
+
+    again = last_line(chain(boot_env, *args))
+    assert (again["deployed"], again["pool_created"]) == (False, False)
+    assert (again["pool_id"], again["domain_id"]) == (first["pool_id"], first["domain_id"])
+    assert again["deployment"]["contracts"] == first["deployment"]["contracts"]

@@ -388,6 +388,10 @@ class Network:
     async def domain(self, domain_id: int) -> DomainInfo:
         return DomainInfo(*await read(self.domains.functions.get(domain_id)))
 
+    async def domain_count(self) -> int:
+        value: int = await read(self.domains.functions.count())
+        return value
+
     # --- digests as the contracts compute them (for tests and diagnostics) -------------------------
 
     async def onchain_node_key_digest(self, provider: str, node: str, nonce: int) -> bytes:

@@ -24,7 +24,8 @@ from primenet.chain.contracts import Network
 from primenet.chain.deploy import DEFAULT_UNBONDING_PERIOD_S, deploy, is_live
 from primenet.chain.deployment import Deployment, DeploymentError
 from primenet.chain.errors import ChainError
-from primenet.chain.rpc import checksum, connect
+from primenet.chain.pool_setup import PoolSetup, ensure_pool
+from primenet.chain.rpc import Web3, checksum, connect
 from primenet.cli.output import console, fail, progress
 from primenet.core.keys import PrivateKeyError, account_from_key, load_key
 
@@ -148,17 +149,44 @@ def _send(
 # --- deploy ----------------------------------------------------------------------------------------
 
 
+UnbondingPeriod = Annotated[int, typer.Option(min=0, help="Seconds from reclaiming stake to withdrawing it.")]
+StakeMinimum = Annotated[int, typer.Option(parser=tokens, metavar="AMOUNT", help="Stake per compute unit, in AI.")]
+
+
+async def _deploy_unless_live(
+    w3: Web3,
+    opts: ChainOptions,
+    *,
+    force: bool = False,
+    federator: str | None = None,
+    validator: str | None = None,
+    unbonding_period: int,
+    stake_minimum: int,
+) -> tuple[Deployment, bool]:
+    """The recorded deployment when it is live on this chain (and not `force`), else a new one: (it, is new)."""
+    if not force and opts.deployment.exists():
+        recorded = Deployment.load(opts.deployment)
+        if await is_live(w3, recorded):
+            return recorded, False
+    made = await deploy(
+        w3,
+        _signer(opts),
+        federator=federator,
+        validator=validator,
+        unbonding_period_s=unbonding_period,
+        stake_minimum=stake_minimum,
+        progress=progress,
+    )
+    return made, True
+
+
 @chain_app.command("deploy")
 def deploy_command(
     ctx: typer.Context,
     federator: Annotated[str | None, address_option("FEDERATOR_ROLE holder (default: you).")] = None,
     validator: Annotated[str | None, address_option("VALIDATOR_ROLE holder (default: you).")] = None,
-    unbonding_period: Annotated[int, typer.Option(min=0, help="Seconds from reclaiming stake to withdrawing it.")] = (
-        DEFAULT_UNBONDING_PERIOD_S
-    ),
-    stake_minimum: Annotated[
-        int, typer.Option(parser=tokens, metavar="AMOUNT", help="Stake per compute unit, in AI.")
-    ] = UNITS,
+    unbonding_period: UnbondingPeriod = DEFAULT_UNBONDING_PERIOD_S,
+    stake_minimum: StakeMinimum = UNITS,
     force: Annotated[bool, typer.Option(help="Deploy anew even if the deployment file is live on this chain.")] = False,
     as_json: AsJson = False,
 ) -> None:
@@ -171,21 +199,15 @@ def deploy_command(
     async def work() -> tuple[Deployment, bool]:
         w3 = connect(opts.rpc_url)
         try:
-            if not force and opts.deployment.exists():
-                recorded = Deployment.load(opts.deployment)
-                if await is_live(w3, recorded):
-                    return recorded, False
-            deployer = _signer(opts)
-            made = await deploy(
+            return await _deploy_unless_live(
                 w3,
-                deployer,
+                opts,
+                force=force,
                 federator=federator,
                 validator=validator,
-                unbonding_period_s=unbonding_period,
+                unbonding_period=unbonding_period,
                 stake_minimum=stake_minimum,
-                progress=progress,
             )
-            return made, True
         finally:
             await w3.provider.disconnect()
 
@@ -199,6 +221,64 @@ def deploy_command(
     console.print(f"{verb}: chain {deployment.chain_id}, block {deployment.block}, file {opts.deployment}")
     for name, contract in deployment.contracts.items():
         console.print(f"  {name:16} {contract}")
+
+
+@chain_app.command("bootstrap")
+def bootstrap_command(
+    ctx: typer.Context,
+    validator: Annotated[str, address_option("VALIDATOR_ROLE holder (the validator service's address).")],
+    manager: Annotated[str, address_option("Compute manager of the pool (the orchestrator's address).")],
+    domain_name: Annotated[str, typer.Option(help="Name of the domain the pool belongs to.")] = "primenet",
+    pool_name: Annotated[str, typer.Option(help="Name of the pool.")] = "primenet pool",
+    requirements: Annotated[str, typer.Option(help="Node requirements string stored with the pool.")] = "",
+    unbonding_period: UnbondingPeriod = DEFAULT_UNBONDING_PERIOD_S,
+    stake_minimum: StakeMinimum = UNITS,
+    as_json: AsJson = False,
+) -> None:
+    """A coordinator's chain in one step: the contracts, a domain and an ACTIVE pool managed by --manager.
+
+    The deployer key becomes the federator. Idempotent: contracts already live at the deployment file's addresses
+    are reused, and so is a pool of that name and manager. With --json, the last line of stdout is one JSON
+    object (deployed, pool_created, domain_id, pool_id, file, deployment), which a deployment tool can parse.
+    """
+    opts: ChainOptions = ctx.obj
+
+    async def work() -> tuple[Deployment, bool, PoolSetup]:
+        w3 = connect(opts.rpc_url)
+        try:
+            deployment, fresh = await _deploy_unless_live(
+                w3, opts, validator=validator, unbonding_period=unbonding_period, stake_minimum=stake_minimum
+            )
+            if fresh:
+                deployment.save(opts.deployment)  # before the pool: a failure there keeps the contracts
+            setup = await ensure_pool(
+                Network(w3, deployment),
+                _signer(opts),
+                manager=manager,
+                domain_name=domain_name,
+                pool_name=pool_name,
+                requirements=requirements,
+            )
+            return deployment, fresh, setup
+        finally:
+            await w3.provider.disconnect()
+
+    deployment, fresh, setup = _run(opts, work)
+    result = {
+        "deployed": fresh,
+        "pool_created": setup.created,
+        "domain_id": setup.domain_id,
+        "pool_id": setup.pool_id,
+        "file": str(opts.deployment),
+        "deployment": deployment.model_dump(),
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    verb = "Deployed" if fresh else "Reused the live deployment"
+    console.print(f"{verb}: chain {deployment.chain_id}, file {opts.deployment}")
+    made = "created" if setup.created else "already there"
+    console.print(f"Pool {setup.pool_id} in domain {setup.domain_id} ({made}), managed by {manager}: ACTIVE")
 
 
 # --- operator actions ------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from primenet.cli.output import fail
+from primenet.core.keys import SecretError
+from primenet.core.settings import settings_from_secrets_dir
 
 Settings = TypeVar("Settings", bound=BaseSettings)
 
@@ -27,9 +29,15 @@ def problems(exc: ValidationError, env_prefix: str = "PRIMENET_") -> str:
 
 
 def load_settings(cls: type[Settings], what: str, **overrides: Any) -> Settings:
-    """`cls` from its environment variables and `.env`, with the `overrides` that are not None; exit 2 otherwise."""
+    """`cls` from its environment variables and `.env`, under the files of `PRIMENET_SECRETS_DIR`
+    (`core.settings.settings_from_secrets_dir`) and the `overrides` that are not None; exit 2 otherwise."""
     try:
-        return cls(**{key: value for key, value in overrides.items() if value is not None})
+        from_files = settings_from_secrets_dir(cls)
+    except SecretError as exc:
+        fail(f"invalid {what} settings: {exc}", 2)
+    try:
+        values: dict[str, Any] = from_files | {key: value for key, value in overrides.items() if value is not None}
+        return cls(**values)
     except ValidationError as exc:
         fail(f"invalid {what} settings: {problems(exc, str(cls.model_config.get('env_prefix', '')))}", 2)
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from primenet.core.auth import AuthPolicy
+from primenet.core.keys import SecretError, read_secret_file
+
+SECRETS_DIR_ENV = "PRIMENET_SECRETS_DIR"
 
 
 class ServiceSettings(BaseSettings):
@@ -22,3 +29,31 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = "info"
     auth: AuthPolicy = Field(default_factory=AuthPolicy)
+
+
+def settings_from_secrets_dir(cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Settings kept in files of the folder named by `PRIMENET_SECRETS_DIR` (none when it is unset).
+
+    A file is named after the setting's variable in lower case (`primenet_redis_url` sets `redis_url`) and must be
+    0600 like every secret file. A deployment uploads settings that hold a secret (a Redis URL with its password,
+    an admin token) this way instead of passing them in the environment, where `docker inspect` shows them. The
+    values are meant to take precedence over the environment, as a named secret file does in `load_secret`. Files
+    whose name does not start with the prefix (key files such as `manager_key`) are left to their own settings; a
+    prefixed file that names no setting raises `SecretError`, so a misspelt name is not silently ignored.
+    """
+    folder = (os.environ if environ is None else environ).get(SECRETS_DIR_ENV, "").strip()
+    if not folder:
+        return {}
+    directory = Path(folder)
+    if not directory.is_dir():
+        raise SecretError(f"{SECRETS_DIR_ENV}={directory} is not a folder")
+    prefix = str(cls.model_config.get("env_prefix", "")).lower()
+    values: dict[str, str] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.name.startswith(prefix) or not path.is_file():
+            continue
+        field = path.name.removeprefix(prefix)
+        if field not in cls.model_fields:
+            raise SecretError(f"{path} names no setting ({prefix.upper()}{field.upper()} does not exist)")
+        values[field] = read_secret_file(path, "setting").get_secret_value()
+    return values

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from primenet.chain.contracts import Network
 from primenet.chain.deploy import deploy, is_live
 from primenet.chain.deployment import Deployment
+from primenet.chain.pool_setup import ensure_pool
 from primenet.chain.rpc import connect
 from primenet.devnet.accounts import role_account
 
@@ -39,18 +40,16 @@ async def prepare_chain(
             progress=progress,
         )
         network = Network(w3, deployment)
-        fed = network.transactor(federator)
-        domain_id = await network.create_domain(fed, "devnet", "")
-        pool_id = await network.create_pool(
-            fed,
-            domain_id=domain_id,
+        setup = await ensure_pool(
+            network,
+            federator,
             manager=role_account("orchestrator").address,
-            name="devnet pool",
-            data_uri=POOL_REQUIREMENTS,
+            domain_name="devnet",
+            pool_name="devnet pool",
+            requirements=POOL_REQUIREMENTS,
         )
-        await network.start_pool(fed, pool_id)
-        progress(f"domain {domain_id} and pool {pool_id} (ACTIVE, managed by the orchestrator key) created")
-        await network.mint(fed, role_account("provider").address, PROVIDER_FUNDS)
+        progress(f"domain {setup.domain_id} and pool {setup.pool_id} (ACTIVE, managed by the orchestrator key) created")
+        await network.mint(network.transactor(federator), role_account("provider").address, PROVIDER_FUNDS)
         progress(f"minted {PROVIDER_FUNDS // TOKEN} AI to the provider")
         return deployment, True
     finally:
