@@ -57,6 +57,7 @@ def test_fresh_deploy_writes_a_deployment_file(env: dict[str, str], tmp_path: Pa
     assert report["deployed"] is True
     written = json.loads(target.read_text())
     assert written["contracts"] == report["contracts"]
+    assert written["stake_minimum"] == 10**18  # `--stake-minimum` defaults to 1 AI
     assert set(written["contracts"]) == {
         "AIToken",
         "PrimeNetwork",
@@ -156,6 +157,7 @@ def test_bootstrap_makes_contracts_and_an_active_pool_once(env: dict[str, str], 
     assert (first["deployed"], first["pool_created"]) == (True, True)
     assert json.loads(target.read_text())["contracts"] == first["deployment"]["contracts"]
     assert first["deployment"]["validator"] == validator
+    assert first["deployment"]["stake_minimum"] == 10**18  # the default: one AI per compute unit, in base units
     info = as_json(chain(boot_env, "pool-info", str(first["pool_id"]), "--json"))
     assert (info["status"], info["name"], info["compute_manager"]) == ("ACTIVE", "boot", orchestrator.address)
 

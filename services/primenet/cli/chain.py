@@ -151,6 +151,8 @@ def _send(
 
 UnbondingPeriod = Annotated[int, typer.Option(min=0, help="Seconds from reclaiming stake to withdrawing it.")]
 StakeMinimum = Annotated[int, typer.Option(parser=tokens, metavar="AMOUNT", help="Stake per compute unit, in AI.")]
+# In AI, not base units: click passes a default through the option's parser as if it had been typed.
+DEFAULT_STAKE_AI = 1
 
 
 async def _deploy_unless_live(
@@ -186,7 +188,7 @@ def deploy_command(
     federator: Annotated[str | None, address_option("FEDERATOR_ROLE holder (default: you).")] = None,
     validator: Annotated[str | None, address_option("VALIDATOR_ROLE holder (default: you).")] = None,
     unbonding_period: UnbondingPeriod = DEFAULT_UNBONDING_PERIOD_S,
-    stake_minimum: StakeMinimum = UNITS,
+    stake_minimum: StakeMinimum = DEFAULT_STAKE_AI,
     force: Annotated[bool, typer.Option(help="Deploy anew even if the deployment file is live on this chain.")] = False,
     as_json: AsJson = False,
 ) -> None:
@@ -232,7 +234,7 @@ def bootstrap_command(
     pool_name: Annotated[str, typer.Option(help="Name of the pool.")] = "primenet pool",
     requirements: Annotated[str, typer.Option(help="Node requirements string stored with the pool.")] = "",
     unbonding_period: UnbondingPeriod = DEFAULT_UNBONDING_PERIOD_S,
-    stake_minimum: StakeMinimum = UNITS,
+    stake_minimum: StakeMinimum = DEFAULT_STAKE_AI,
     as_json: AsJson = False,
 ) -> None:
     """A coordinator's chain in one step: the contracts, a domain and an ACTIVE pool managed by --manager.
