@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PRIMENET := $(BIN)/primenet
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup demo down test test-unit test-integration lint bench clean
+.PHONY: help setup demo down test test-unit test-integration lint bench clean images
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,15 +21,19 @@ demo: setup  ## The whole network on this machine (chain, Redis, services, a min
 down:  ## Stop what `make demo` started
 	@if [ -x $(PRIMENET) ]; then $(PRIMENET) devnet down; fi
 
+images: setup  ## Service, chain and Redis images, offline (local debootstrap base); cached, prints the sizes
+	@bash scripts/build-images.sh
+
 lint: setup  ## ruff, mypy, import-linter (the floors), yamllint, ansible-lint
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+	$(BIN)/ruff check services tests bench infra
+	$(BIN)/ruff format --check services tests bench infra
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	MYPYPATH=infra/coordinator:infra/coordinator/tests $(BIN)/mypy --strict --explicit-package-bases infra/coordinator
 	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory lint-ansible
 
-test: setup lint  ## The whole suite: lint, unit, integration and e2e tests, every Molecule scenario
+test: setup lint images  ## The whole suite: lint, the images, unit, integration and e2e tests, every Molecule scenario
 	$(BIN)/pytest
 	@$(MAKE) --no-print-directory molecule
 

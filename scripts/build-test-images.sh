@@ -20,24 +20,13 @@ rebuild=false
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'build-test-images: %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=scripts/debian-rootfs.sh
+. "$repo/scripts/debian-rootfs.sh"
+
 [ "$(id -u)" -eq 0 ] || die "debootstrap needs root"
 docker info >/dev/null 2>&1 || die "the Docker engine does not answer (run 'make setup' first)"
-debootstrap=$(command -v debootstrap || echo /usr/sbin/debootstrap)
-[ -x "$debootstrap" ] || die "debootstrap is missing (run 'make setup' first)"
-
-# The Debian archive this machine's apt already uses (DEBIAN_MIRROR where set), found in its sources
-# as the nvidia_driver role finds a host's: deb822 *.sources first, then a one-line sources.list.
-mirror=${DEBIAN_MIRROR:-}
-if [ -z "$mirror" ]; then
-  release=$( (. /etc/os-release && [ "${ID:-}" = debian ] && echo "${VERSION_CODENAME:-}") 2>/dev/null || true)
-  if [ -n "$release" ]; then
-    mirror=$(awk -v codename="$release" -f "$repo/roles/nvidia_driver/files/debian-archive-uri.awk" \
-      /etc/apt/sources.list.d/*.sources /etc/apt/sources.list) || mirror=""
-  fi
-  [ -n "$mirror" ] || die "no Debian archive in this machine's apt sources (a deb source of its Debian release \
-with the component main): set DEBIAN_MIRROR to a Debian mirror's URL"
-fi
-recipe=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
+mirror=$(debian_mirror "$repo")
+recipe=$(cat "${BASH_SOURCE[0]}" "$repo/scripts/debian-rootfs.sh" | sha256sum | cut -c1-16)
 security_mirror=${DEBIAN_SECURITY_MIRROR:-${mirror%/debian}/debian-security}
 
 build() {
@@ -53,17 +42,9 @@ build() {
   local previous
   previous=$(docker image inspect --format '{{ .Id }}' "$tag" 2>/dev/null || true)
   local start=$SECONDS rootfs="$work/$codename"
-  rm -rf "$rootfs"
-  mkdir -p "$rootfs"
-  "$debootstrap" --variant=minbase --include=python3,python3-apt,sudo,ca-certificates \
-    "$codename" "$rootfs" "$mirror" >"$work/$codename.log" 2>&1 \
-    || { tail -n 30 "$work/$codename.log" >&2; die "debootstrap $codename failed (log: $work/$codename.log)"; }
-
+  debootstrap_rootfs "$codename" "$rootfs" "$mirror" python3,python3-apt,sudo,ca-certificates "$work/$codename.log"
   # The host's extra CA certificates (a TLS-inspecting proxy), so that HTTPS works inside.
-  if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
-    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
-    chroot "$rootfs" update-ca-certificates >/dev/null
-  fi
+  copy_host_ca_certificates "$rootfs"
 
   # Sources as in Debian's official images: deb822, main only (roles add what they need).
   rm -f "$rootfs/etc/apt/sources.list"

@@ -1,5 +1,5 @@
 # Prints the URI of the Debian archive that a host's apt sources already use, and exits 1 when they
-# name none. Used by tasks/debian-mirror.yml and by scripts/build-test-images.sh.
+# name none. Used by tasks/debian-mirror.yml and by scripts/debian-rootfs.sh (the local base images).
 #
 #   awk -v codename=bookworm -f debian-archive-uri.awk /etc/apt/sources.list.d/*.sources /etc/apt/sources.list
 #
