@@ -16,9 +16,13 @@ TIERS = ("unit", "integration", "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by its folder (tests/unit, tests/integration, tests/e2e), so `-m unit` selects reliably."""
+    """Mark each test by its folder (tests/unit, tests/integration, tests/e2e), so `-m unit` selects reliably.
+
+    Tests outside tests/ (the Pulumi program's, beside it in infra/) carry their own markers."""
     root = Path(__file__).parent
     for item in items:
+        if not item.path.is_relative_to(root):
+            continue
         tier = item.path.relative_to(root).parts[0]
         if tier in TIERS:
             item.add_marker(tier)

@@ -27,11 +27,13 @@ PAGES = {
     "contracts/README.md",
     "docs/auth.md",
     "docs/chain.md",
+    "docs/coordinator.md",
     "docs/discovery.md",
     "docs/miner.md",
     "docs/orchestrator.md",
     "docs/provisioning.md",
     "docs/validator.md",
+    "services/images/README.md",
 }
 
 # Each command the README shows, by how its line starts, and what runs it. A command added to the README needs a
@@ -52,6 +54,15 @@ README_COMMANDS = {
     "primenet tasks show": "tests/e2e/test_demo.py, tests/integration/test_pool_cli.py",
     "primenet logs": "tests/e2e/test_demo.py",
     "ansible-playbook -i inventories/<env> playbooks/site.yml": "playbooks/molecule/default (make test)",
+    "make images": "tests/images.py runs scripts/build-images.sh for test_images.py and test_coordinator_stack.py",
+    # The Pulumi CLI cannot run on our machines: the test realises the program these commands run, under Pulumi's
+    # mocks on the local dockerd, with the dev stack's settings and the two secrets.
+    "cd infra/coordinator": "tests/integration/test_coordinator_stack.py runs infra/coordinator/__main__.py",
+    "pulumi stack init dev": "tests/integration/test_coordinator_stack.py (the dev stack's settings)",
+    "pulumi config set --secret": "tests/integration/test_coordinator_stack.py (secret_keys)",
+    "pulumi up": "tests/integration/test_coordinator_stack.py realises the program on dockerd",
+    "pulumi stack output --json deployment": "tests/integration/test_coordinator_stack.py gives it to the miner",
+    "pulumi destroy": "tests/integration/test_coordinator_stack.py (DockerRealiser.destroy, then nothing is left)",
 }
 
 _FENCE = re.compile(r"^\s*(```|~~~)\s*([\w+-]*)")

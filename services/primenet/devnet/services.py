@@ -44,6 +44,7 @@ class LaunchConfig(BaseModel):
     redis_port: int
     deployment_file: str
     heartbeat_interval_s: float = Field(gt=0)
+    pool_id: int = Field(0, ge=0, description="the pool the miner offers itself to (the devnet's is pool 0)")
 
 
 def _key_file(folder: Path, name: str, account: LocalAccount) -> Path:
@@ -124,6 +125,7 @@ class ServiceLauncher:
                 PRIMENET_PUBLIC_IP=self.config.host,
                 PRIMENET_HEARTBEAT_INTERVAL_S=heartbeat,
                 PRIMENET_WHITELIST_POLL_S="1",
+                PRIMENET_POOL_ID=str(self.config.pool_id),
             )
             return [PRIMENET, "miner", "run"], env
         raise ValueError(f"unknown service {service!r}; the services are {', '.join(SERVICES)}")
@@ -157,7 +159,7 @@ class ServiceLauncher:
         started: dict[str, ManagedProcess] = {}
         try:
             for service in SERVICES:
-                started[service] = self._start_miner() if service == "miner" else self.start(service)
+                started[service] = self.start_miner() if service == "miner" else self.start(service)
         except Exception:
             for process in reversed(started.values()):
                 stop(process)
@@ -185,7 +187,12 @@ class ServiceLauncher:
             self.progress("the miner's task containers keep running; the new miner re-attaches to them")
         return self.start(service), was_running
 
-    def _start_miner(self) -> ManagedProcess:
+    def start_miner(self) -> ManagedProcess:
+        """Start the miner, whitelist its provider once it registered (as the federator), wait for its /health.
+
+        Needs only `rpc_url`, `deployment_file` and the discovery and miner ports of the config, so it also puts a
+        miner in front of a coordinator that runs elsewhere (the coordinator stack's test does).
+        """
         process = self.start("miner", wait=False)
         log = Path(process.log)
         try:
