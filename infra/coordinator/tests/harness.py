@@ -22,11 +22,14 @@ Contract of `run_program`:
   stack of one run never leak into the next; the program's modules (`config`, `components.*`) are loaded fresh
   and removed afterwards, and modules of the same names imported by others are restored. Many runs in one
   process (one pytest session) are therefore independent. Call it from synchronous code (not from inside a
-  running event loop): Pulumi's mock runtime drives its own loop.
+  running event loop): Pulumi's mock runtime drives the thread's current loop, so each run sets a new one and
+  puts the previous one (or none, as `asyncio.run` leaves it) back after.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import hashlib
 import json
@@ -195,7 +198,8 @@ def run_program(
 ) -> ProgramResult:
     """Run `__main__.py` under `mocks` with `config`; see the module docstring for the contract."""
     context = contextvars.copy_context()
-    return context.run(_run, mocks, config, tuple(secret_keys), project, stack)
+    with _own_event_loop():
+        return context.run(_run, mocks, config, tuple(secret_keys), project, stack)
 
 
 def _run(
@@ -229,6 +233,27 @@ def _run(
     with _program_modules():
         _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
     return ProgramResult(outputs, frozenset(secret), tuple(monitor.registrations))
+
+
+@contextlib.contextmanager
+def _own_event_loop() -> Iterator[None]:
+    """A new current event loop for one run, the previous one (or none) put back after.
+
+    Pulumi's mock runtime drives the thread's current loop, and `asyncio.run` (which other tests and the devnet
+    call) leaves the main thread without one, so a run after it would fail with "no current event loop".
+    """
+    policy = asyncio.get_event_loop_policy()
+    try:
+        previous: asyncio.AbstractEventLoop | None = policy.get_event_loop()
+    except RuntimeError:
+        previous = None
+    loop = asyncio.new_event_loop()
+    policy.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        policy.set_event_loop(previous)
+        loop.close()
 
 
 class _program_modules:  # noqa: N801 (used as a context manager, reads as a phrase)

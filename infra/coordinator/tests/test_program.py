@@ -6,6 +6,7 @@ re-lists the containers by hand except as expectations.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -384,6 +385,13 @@ def test_runs_are_independent_within_one_process(anvil: ProgramResult) -> None:
     again = run(bootstrap_result=sample_bootstrap_result(pool_id=42))
     assert again.outputs == anvil.outputs
     assert sorted(r.urn for r in again.registrations) == sorted(r.urn for r in anvil.registrations)
+
+
+def test_a_run_after_asyncio_run_has_an_event_loop_and_leaves_none_behind() -> None:
+    asyncio.run(asyncio.sleep(0))  # as the devnet and other tests do: the main thread then has no current loop
+    assert run(bootstrap_result=sample_bootstrap_result(pool_id=7)).outputs["poolId"] == 7
+    with pytest.raises(RuntimeError, match="no current event loop"):
+        asyncio.get_event_loop_policy().get_event_loop()
 
 
 def test_the_dev_stack_file_is_a_valid_config() -> None:
