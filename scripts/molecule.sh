@@ -24,6 +24,7 @@ all=(
   roles/nvidia_driver:gpu
   roles/docker_engine:default
   roles/nvidia_container_toolkit:default
+  roles/primenet_miner:default
   playbooks:default
 )
 scenarios=("$@")
