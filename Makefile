@@ -68,5 +68,6 @@ molecule: molecule-prereqs  ## Every Molecule scenario of roles/ and playbooks/ 
 	@bash scripts/molecule.sh $(SCENARIOS)
 
 lint-ansible: setup  ## yamllint and ansible-lint (production profile) over roles, playbooks, inventories
+	@bash scripts/ansible-collections.sh
 	$(BIN)/yamllint -s roles playbooks inventories .yamllint .ansible-lint
-	$(BIN)/ansible-lint
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/collections $(BIN)/ansible-lint
