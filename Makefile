@@ -28,7 +28,7 @@ lint: setup  ## ruff, mypy, import-linter (the floors), yamllint, ansible-lint
 	$(BIN)/ruff check services tests bench infra
 	$(BIN)/ruff format --check services tests bench infra
 	$(BIN)/mypy
-	$(BIN)/mypy bench
+	MYPYPATH=tests $(BIN)/mypy bench
 	MYPYPATH=infra/coordinator:infra/coordinator/tests $(BIN)/mypy --strict --explicit-package-bases infra/coordinator
 	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory lint-ansible

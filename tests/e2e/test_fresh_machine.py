@@ -25,12 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from machines import DEBIAN_12, WRITABLE_CGROUPS, docker, engine_host_flags, inside, remove_machines
 from primenet.devnet.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKER = shutil.which("docker") or "/usr/bin/docker"
 GIT = shutil.which("git") or "/usr/bin/git"
-IMAGE = "local/primenet-molecule:debian12"
 LABEL = "org.primenet.test=fresh-machine"
 BUNDLE = "/mnt/primenet.bundle"
 CHECKOUT = "/root/primenet"
@@ -43,19 +42,10 @@ CARRIED_VARIABLES = (
     *(f"{name}_PROXY" for name in ("HTTP", "HTTPS", "FTP", "NO", "ALL")),
 )  # fmt: skip
 APT_ACCESS = re.compile(r"^\s*Acquire::.*(proxy|cainfo|verify-peer|check-valid-until|check-date)", re.I | re.M)
-# Capability bits as in linux/capability.h, by number: --privileged asks dockerd for all of them.
-CAPABILITIES = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
-)  # fmt: skip
 
 # The new user's machine before they type anything: git and make added to the base, and no Node.js at all.
-# The first line does what --privileged does for cgroups: the inner dockerd's containers need them writable.
 PREPARE = f"""set -euo pipefail
-for hierarchy in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$hierarchy"; done
+{WRITABLE_CGROUPS}
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends git make >/dev/null
@@ -63,35 +53,6 @@ for tool in git make python3 sudo; do command -v "$tool" >/dev/null; done
 if command -v node || command -v npm || command -v dockerd; then echo "not a bare machine" >&2; exit 1; fi
 git clone -q -c advice.detachedHead=false {BUNDLE} {CHECKOUT}
 """
-
-
-def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def inside(name: str, script: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str]:
-    """Run a bash script as root in the container; its exit status and its stdout and stderr together."""
-    flags = [arg for key, value in (env or {}).items() for arg in ("-e", f"{key}={value}")]
-    done = subprocess.run(
-        [DOCKER, "exec", *flags, name, "bash", "-c", script],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    return done.returncode, done.stdout
-
-
-def remove_machines() -> list[str]:
-    """Remove every container of this test (also those a killed run left); the names of those that remain."""
-    listed = docker("ps", "-aq", "--filter", f"label={LABEL}").stdout.split()
-    if listed:
-        docker("rm", "--force", "--volumes", *listed)
-    return docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"label={LABEL}").stdout.split()
-
-
-def dropped_capabilities() -> list[str]:
-    """The capabilities this machine's own bounding set lacks: dockerd cannot give them (and --privileged fails)."""
-    status = Path("/proc/self/status").read_text()
-    (bounding,) = (int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapBnd:"))
-    return [name for bit, name in enumerate(CAPABILITIES) if not bounding >> bit & 1]
 
 
 def pip_paths() -> dict[Path, Path]:
@@ -135,13 +96,13 @@ def base_image() -> str:
         ["/bin/bash", str(REPO / "scripts/build-test-images.sh")], capture_output=True, text=True, check=False
     )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
-    return IMAGE
+    return DEBIAN_12
 
 
 @pytest.fixture
 def machine(base_image: str, tmp_path: Path) -> Iterator[str]:
     """A running bare machine with the committed HEAD of this repository at BUNDLE; removed whatever happens."""
-    assert remove_machines() == []
+    assert remove_machines(LABEL) == []
     bundle = tmp_path / "primenet.bundle"
     subprocess.run([GIT, "-C", str(REPO), "bundle", "create", str(bundle), "HEAD"], check=True, capture_output=True)
     mounts: dict[Path, Path] = {bundle: Path(BUNDLE)}
@@ -152,18 +113,14 @@ def machine(base_image: str, tmp_path: Path) -> Iterator[str]:
     flags = [arg for source, target in mounts.items() for arg in ("-v", f"{source}:{target}:ro")]
     flags += [arg for key in CARRIED_VARIABLES if key in os.environ for arg in ("-e", f"{key}={os.environ[key]}")]
     flags += [arg for key, value in os.environ.items() if key.startswith("PIP_") for arg in ("-e", f"{key}={value}")]
-    # --privileged, less what this machine cannot give: all capabilities it has, no seccomp or AppArmor profile.
-    flags += ["--cap-add", "ALL", *(arg for cap in dropped_capabilities() for arg in ("--cap-drop", cap))]
-    flags += ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"]
-    # The inner dockerd's layers on a tmpfs: overlay2 cannot stack on the container's own overlay root.
-    flags += ["--tmpfs", "/var/lib/docker:exec", "--network", "host"]
+    flags += engine_host_flags()
     name = f"primenet-fresh-{uuid.uuid4().hex[:8]}"
     try:
         started = docker("run", "--detach", "--name", name, "--label", LABEL, *flags, base_image, "sleep", "infinity")
         assert started.returncode == 0, started.stderr
         yield name
     finally:
-        remove_machines()
+        remove_machines(LABEL)
 
 
 @pytest.mark.timeout(1500)
@@ -193,4 +150,4 @@ def test_make_demo_on_a_bare_debian_12_machine(machine: str) -> None:
     assert rc == 0, down[-3000:]
     rc, left = inside(machine, "docker ps -aq --filter label=primenet.node")
     assert (rc, left.split()) == (0, []), left
-    assert remove_machines() == []
+    assert remove_machines(LABEL) == []

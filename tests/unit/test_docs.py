@@ -53,7 +53,7 @@ README_COMMANDS = {
     "primenet tasks create": "tests/e2e/test_demo.py",
     "primenet tasks show": "tests/e2e/test_demo.py, tests/integration/test_pool_cli.py",
     "primenet logs": "tests/e2e/test_demo.py",
-    "ansible-playbook -i inventories/<env> playbooks/site.yml": "playbooks/molecule/default (make test)",
+    "ansible-playbook -i inventories/<env> playbooks/site.yml": "tests/e2e/test_site_playbook.py (inventories/local)",
     "make images": "tests/images.py runs scripts/build-images.sh for test_images.py and test_coordinator_stack.py",
     # The Pulumi CLI cannot run on our machines: the test realises the program these commands run, under Pulumi's
     # mocks on the local dockerd, with the dev stack's settings and the two secrets.

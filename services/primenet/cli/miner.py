@@ -2,6 +2,7 @@
 
     check [--json]        the host's doctor (exit 0 ok, 1 failures, 2 could not run)
     run                   register on chain and in discovery (what is missing), then serve the API and heartbeat
+    record [--json]       the node's record as discovery holds it (exit 1 when discovery has none)
     deregister [--json]   leave the pool, remove the node, reclaim the stake (each step skipped when done)
     balance [--json]      the provider's ETH, AI, stake, reclaimable and withdrawable amounts
 
@@ -35,6 +36,7 @@ from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging
 from primenet.miner.checks import CheckOptions, CheckReport, render_text, run_checks
 from primenet.miner.hardware import VisibleDevicesError, detect_specs
+from primenet.miner.onboarding import publisher_for, specs_source
 from primenet.miner.publisher import PublishError
 from primenet.miner.registration import Outcome, Registrar, RegistrationError, balances, tokens
 from primenet.miner.settings import MinerKeys, MinerSettings, load_keys
@@ -156,6 +158,29 @@ def run() -> None:
         fail(str(exc), 2)
     progress(f"API on {settings.host}:{settings.port} (requests signed for audience {keys.node.address.lower()})")
     serve(app, host=settings.host, port=settings.port)
+
+
+async def _own_record(settings: MinerSettings, keys: MinerKeys) -> dict[str, Any] | None:
+    chain_id = Deployment.load(settings.deployment_file).chain_id
+    return await publisher_for(settings, keys, chain_id, specs_source(settings)).own_record()
+
+
+@miner_app.command()
+def record(as_json: AsJson = False) -> None:
+    """The node's record as discovery holds it, read with the node's key (exit 1 when discovery has none)."""
+    settings, keys = _settings_and_keys()
+    found = _run(_own_record(settings, keys))
+    if found is None:
+        fail(f"discovery ({settings.discovery_url}) has no record of node {keys.node.address}", 1)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    table = Table(title=f"node {keys.node.address} in discovery")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in found.items():
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    console.print(table)
 
 
 def _print_outcome(outcome: Outcome) -> None:

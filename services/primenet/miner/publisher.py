@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -105,6 +106,21 @@ class DiscoveryPublisher:
         self._last, self._last_at = key, time.monotonic()
         log.info("node record published", result=result, ip=record.ip, port=record.port, pool_id=record.pool_id)
         return result
+
+    async def own_record(self) -> dict[str, Any] | None:
+        """The node's record as discovery holds it, read with the node's own signature (discovery shows a record
+        only to its node and the admin); None when discovery has none.
+
+        Raises `PublishError` for another refusal, `httpx.HTTPError` when discovery is unreachable or failing."""
+        async with httpx.AsyncClient(auth=self.signer, timeout=self.timeout_s) as client:
+            response = await client.get(f"{self.discovery_url}/api/nodes/{self.node.address}")
+        if response.status_code == 404:
+            return None
+        if 400 <= response.status_code < 500:
+            raise PublishError(response.status_code, *_error(response))
+        response.raise_for_status()
+        record: dict[str, Any] = response.json()
+        return record
 
 
 def _error(response: httpx.Response) -> tuple[str, str]:
