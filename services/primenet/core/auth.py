@@ -8,7 +8,8 @@ The server proves the statement is the signer's (signature recovers to the claim
 describes this request (every claim equals what was received). Because the claims travel with the
 signature, each kind of failure gets its own error code instead of one "bad signature", which makes a
 misconfigured client (wrong chain, wrong audience, proxy rewriting paths) easy to diagnose. Replay is
-stopped by the timestamp window plus a per-signer nonce kept in Redis for longer than that window.
+stopped by the timestamp window plus a per-signer nonce kept for longer than that window (in Redis, or in
+the process for a lone service such as the miner).
 
 The checks run cheapest first, so that whatever an attacker can send for free costs the server little:
 
