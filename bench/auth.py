@@ -71,7 +71,7 @@ async def verifications_per_s(redis_url: str, n: int, in_flight: int) -> float:
     await redis.flushdb()
     # Many signers, as a real orchestrator sees, so the rate limit never trips.
     accounts = [Account.create() for _ in range(64)]
-    policy = AuthPolicy(rate_limit=1_000_000, timestamp_window_s=3600)
+    policy = AuthPolicy(rate_limit=1_000_000, timestamp_window_s=3600, ip_rate_limit=0, nonce_capacity=100_000_000)
     authenticator = RequestAuthenticator(redis=redis, audience=AUDIENCE, chain_id=CHAIN_ID, policy=policy)
     headers = [
         sign_request(

@@ -48,7 +48,7 @@ from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
 
-from primenet.core.auth import AUTH_HEADER, sign_request
+from primenet.core.auth import AUTH_HEADER, orchestrator_audience, sign_request
 from primenet.core.models import ComputeSpecs, Heartbeat, NodeRecord
 from primenet.core.redisdb import connect as connect_redis
 from primenet.devnet.accounts import role_account
@@ -84,11 +84,11 @@ class Figures:
         self.rows.append((what, value, target, met))
 
 
-def heartbeat(node: LocalAccount, at: float) -> Signed:
+def heartbeat(node: LocalAccount, at: float, audience: str) -> Signed:
     """A heartbeat signed for second `at`: both its body's clock and its auth timestamp say when it leaves."""
     body = Heartbeat(address=node.address, version="bench", timestamp=at).model_dump_json().encode()
     header = sign_request(
-        node, method="POST", path="/heartbeat", body=body, audience="orchestrator", chain_id=CHAIN_ID, timestamp=int(at)
+        node, method="POST", path="/heartbeat", body=body, audience=audience, chain_id=CHAIN_ID, timestamp=int(at)
     )
     return Signed(body, header, at)
 
@@ -308,6 +308,7 @@ def main() -> int:
             started = time.perf_counter()
             deployment, _ = asyncio.run(prepare_chain(anvil.url, None, lambda _: None))  # as the devnet has it
             deployment.save(state / "deployment.json")
+            audience = orchestrator_audience(deployment.address("ComputePool"), 0)
             nodes = [Account.create() for _ in range(args.n)]
             asyncio.run(known_healthy(redis.url, nodes, closed_port=free_port()))
             port = free_port()
@@ -325,6 +326,8 @@ def main() -> int:
                 "PRIMENET_UNHEALTHY_AFTER_S": "3600",
                 "PRIMENET_DEAD_AFTER_S": "7200",
                 "PRIMENET_AUTH__RATE_LIMIT": "100000000",
+                "PRIMENET_AUTH__IP_RATE_LIMIT": "0",  # every simulated node sends from 127.0.0.1
+                "PRIMENET_AUTH__NONCE_CAPACITY": "100000000",
             }
             orchestrator = start_orchestrator(env, url, state / "orchestrator.log")
             console.print(f"setup: {args.n} Healthy nodes, orchestrator up in {time.perf_counter() - started:.1f} s")
@@ -336,7 +339,7 @@ def main() -> int:
             count = min(args.requests, 50 * args.n)
             asyncio.run(closed_loop(url, None, 200, args.in_flight))  # warm-up: connections, code paths
             now = time.time()
-            beats = [heartbeat(nodes[i % args.n], now) for i in range(count)]
+            beats = [heartbeat(nodes[i % args.n], now, audience) for i in range(count)]
             signing_s = (time.time() - now) / count  # to know how far ahead the steady phase must start
             health_rate, health_errors = asyncio.run(closed_loop(url, None, count, args.in_flight))
             beat_rate, beat_errors = asyncio.run(closed_loop(url, beats, count, args.in_flight))
@@ -354,7 +357,7 @@ def main() -> int:
             t0 = time.time() + 2 + 1.3 * signing_s * args.n * per_node  # starts once they are all signed
             schedule = sorted(
                 (
-                    heartbeat(node, t0 + (i / args.n + k) * args.interval)
+                    heartbeat(node, t0 + (i / args.n + k) * args.interval, audience)
                     for k in range(per_node)
                     for i, node in enumerate(nodes)
                 ),

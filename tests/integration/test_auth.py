@@ -29,6 +29,7 @@ from primenet.core.auth import (
     sign_request,
 )
 from primenet.core.redisdb import connect
+from primenet.core.signing import SECP256K1_N
 from primenet.devnet.processes import free_port
 from primenet.devnet.serve import serve_in_thread
 
@@ -38,6 +39,7 @@ AUDIENCE = "test-service"
 CHAIN_ID = 31337
 MAX_BODY = 1024
 RATE_LIMIT = 3
+NONCE_CAPACITY = 4
 
 caller: LocalAccount = Account.create()
 admin: LocalAccount = Account.create()
@@ -65,6 +67,35 @@ def build_app(redis_url: str) -> FastAPI:
         policy=AuthPolicy(rate_limit=RATE_LIMIT, rate_window_s=60),
         key_prefix="throttled",
     )
+
+    # A nonce store that holds NONCE_CAPACITY nonces, in Redis and in process (the miner's kind).
+    small = AuthPolicy(nonce_capacity=NONCE_CAPACITY)
+    bounded = {
+        "redis": RequestAuthenticator(
+            redis=redis, audience=AUDIENCE, chain_id=CHAIN_ID, policy=small, key_prefix="bounded"
+        ),
+        "memory": RequestAuthenticator(redis=None, audience=AUDIENCE, chain_id=CHAIN_ID, policy=small),
+        # Nonces that live 2 s (a 1 s timestamp window): room comes back soon after they expire.
+        "short": RequestAuthenticator(
+            redis=redis,
+            audience=AUDIENCE,
+            chain_id=CHAIN_ID,
+            policy=AuthPolicy(nonce_capacity=NONCE_CAPACITY, timestamp_window_s=1, future_skew_s=0),
+            key_prefix="short",
+        ),
+    }
+
+    @app.post("/bounded/short")
+    async def bounded_short(signer: Annotated[Signer, Depends(bounded["short"])]) -> dict[str, str]:
+        return {"signer": signer.address}
+
+    @app.post("/bounded/redis")
+    async def bounded_redis(signer: Annotated[Signer, Depends(bounded["redis"])]) -> dict[str, str]:
+        return {"signer": signer.address}
+
+    @app.post("/bounded/memory")
+    async def bounded_memory(signer: Annotated[Signer, Depends(bounded["memory"])]) -> dict[str, str]:
+        return {"signer": signer.address}
 
     @app.api_route("/echo", methods=["POST", "PUT"])
     async def echo(signer: Annotated[Signer, Depends(anyone)], request: Request) -> dict[str, Any]:
@@ -152,6 +183,12 @@ async def send_forgery(http: httpx.AsyncClient, case: str) -> httpx.Response:
         header = json.loads(signed(body=body)[AUTH_HEADER])
         header["signature"] = "0x1234"
         return await http.post("/echo", content=body, headers={AUTH_HEADER: json.dumps(header)})
+    if case == "high-s twin":
+        header = json.loads(signed(body=body)[AUTH_HEADER])
+        raw = bytes.fromhex(header["signature"][2:])
+        twin_s = SECP256K1_N - int.from_bytes(raw[32:64])  # (r, n - s, the other v) recovers the same key
+        header["signature"] = "0x" + (raw[:32] + twin_s.to_bytes(32) + bytes((55 - raw[64],))).hex()
+        return await http.post("/echo", content=body, headers={AUTH_HEADER: json.dumps(header)})
     if case == "signed by another key":
         header = json.loads(signed(stranger, body=body)[AUTH_HEADER])
         header["address"] = caller.address  # claims to be the caller, signed by the stranger
@@ -184,6 +221,7 @@ FORGERIES = {
     "missing headers": (401, "auth_missing"),
     "malformed header": (400, "auth_malformed"),
     "malformed signature": (400, "signature_malformed"),
+    "high-s twin": (400, "signature_not_canonical"),
     "signed by another key": (401, "signature_mismatch"),
     "tampered body": (401, "body_mismatch"),
     "tampered query": (401, "path_mismatch"),
@@ -205,9 +243,10 @@ async def test_forgery_is_refused_with_its_own_code(http: httpx.AsyncClient, cas
 
 
 def test_every_failure_kind_has_a_distinct_code() -> None:
-    codes = {code for _, code in FORGERIES.values()} | {"nonce_replayed", "rate_limited"}
+    more = {"nonce_replayed", "rate_limited", "ip_rate_limited", "nonce_store_full"}
+    codes = {code for _, code in FORGERIES.values()} | more
     # tampered path and tampered query are one kind (the signed path+query); every other kind is distinct.
-    assert len(codes) == len(FORGERIES) - 1 + 2
+    assert len(codes) == len(FORGERIES) - 1 + len(more)
 
 
 async def test_replayed_nonce_is_refused(http: httpx.AsyncClient) -> None:
@@ -273,3 +312,27 @@ async def test_unreachable_redis_is_a_503_not_a_crash() -> None:
             response = await client.post("/echo", content=body, headers=signed(body=body))
     assert (response.status_code, error_code(response)) == (503, "store_unavailable")
     assert response.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize("store", ["redis", "memory"])
+async def test_a_full_nonce_store_refuses_and_a_sniffed_request_stays_refused(
+    http: httpx.AsyncClient, store: str
+) -> None:
+    """Flooding the store must not make it forget the nonce of a request an attacker recorded on the wire."""
+    path = f"/bounded/{store}"
+    sniffed = signed(path=path, body=b"")
+    assert (await http.post(path, headers=sniffed)).status_code == 200
+    flood = [await http.post(path, headers=signed(path=path, body=b"")) for _ in range(NONCE_CAPACITY + 3)]
+    assert [r.status_code for r in flood] == [200] * (NONCE_CAPACITY - 1) + [503] * 4
+    assert {error_code(r) for r in flood[NONCE_CAPACITY - 1 :]} == {"nonce_store_full"}
+    assert int(flood[-1].headers["Retry-After"]) >= 1
+    replay = await http.post(path, headers=sniffed)
+    assert (replay.status_code, error_code(replay)) == (401, "nonce_replayed")
+
+
+async def test_the_redis_nonce_store_has_room_again_once_its_nonces_expire(http: httpx.AsyncClient) -> None:
+    path = "/bounded/short"
+    statuses = [(await http.post(path, headers=signed(path=path, body=b""))).status_code for _ in range(5)]
+    assert statuses == [200] * NONCE_CAPACITY + [503]
+    await asyncio.sleep(3.5)  # 2 s of nonce life, counted in 1 s buckets: at most 3 s until no longer counted
+    assert (await http.post(path, headers=signed(path=path, body=b""))).status_code == 200

@@ -12,7 +12,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from primenet.chain.contracts import Network
-from primenet.core.auth import RequestSigner
+from primenet.chain.deployment import Deployment
+from primenet.core.auth import RequestSigner, orchestrator_audience
 from primenet.core.models import Heartbeat, NodeRecord
 from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account
@@ -30,6 +31,11 @@ ADMIN = {"authorization": f"Bearer {TOKEN}"}
 JSON = {"content-type": "application/json"}
 TASK = {"name": "t1", "image": "busybox:1", "command": ["true"], "entrypoint": None, "env": {"A": "1"}, "gpus": 0,
         "nodes": 1, "requirements": ""}  # fmt: skip
+
+
+def pool_audience(devnet: DevnetState, pool_id: int = 0) -> str:
+    """What a heartbeat to the orchestrator of `pool_id` of the session devnet is signed for."""
+    return orchestrator_audience(Deployment.load(Path(devnet.deployment_file)).address("ComputePool"), pool_id)
 
 
 @pytest.fixture
@@ -97,10 +103,10 @@ async def test_tasks_are_validated_named_once_and_deleted(admin: httpx.AsyncClie
     assert (await admin.post("/tasks", json=TASK)).status_code == 201  # the name is free again
 
 
-async def test_heartbeats_from_unknown_nodes_are_refused(orchestrator: str) -> None:
+async def test_heartbeats_from_unknown_nodes_are_refused(orchestrator: str, devnet: DevnetState) -> None:
     stranger = Account.create()
     beat = Heartbeat(address=stranger.address, version="0", timestamp=time.time())
-    signer = RequestSigner(stranger, audience="orchestrator", chain_id=31337)
+    signer = RequestSigner(stranger, audience=pool_audience(devnet), chain_id=31337)
     async with httpx.AsyncClient(base_url=orchestrator, auth=signer) as http:
         response = await http.post("/heartbeat", content=beat.model_dump_json(), headers=JSON)
     assert response.status_code == 403
@@ -143,7 +149,7 @@ async def test_node_routes_and_the_ban(
     assert nodes["counts"][NodeStatus.BANNED.value] == 1
     assert [n["status"] for n in nodes["nodes"]] == ["banned"]
     beat = Heartbeat(address=address, version="0", timestamp=time.time())
-    signer = RequestSigner(node, audience="orchestrator", chain_id=31337)
+    signer = RequestSigner(node, audience=pool_audience(devnet), chain_id=31337)
     async with httpx.AsyncClient(base_url=str(admin.base_url), auth=signer) as http:
         refused = await http.post("/heartbeat", content=beat.model_dump_json(), headers=JSON)
     assert refused.status_code == 403

@@ -21,7 +21,8 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from primenet.core.auth import AUTH_HEADER, AuthPolicy, sign_request
+from primenet.chain.deployment import Deployment
+from primenet.core.auth import AUTH_HEADER, AuthPolicy, orchestrator_audience, sign_request
 from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account
@@ -44,9 +45,10 @@ SPECS = ComputeSpecs(cpu_cores=4, ram_mib=8192)
 class AdminAndSigned(requests.auth.AuthBase):
     """The admin bearer token on every request, and the node's signature over it exactly as sent."""
 
-    def __init__(self, account: LocalAccount, token: str) -> None:
+    def __init__(self, account: LocalAccount, token: str, audience: str) -> None:
         self.account = account
         self.token = token
+        self.audience = audience
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         body = request.body or b""
@@ -56,7 +58,7 @@ class AdminAndSigned(requests.auth.AuthBase):
             method=str(request.method),
             path=str(request.path_url),
             body=body.encode() if isinstance(body, str) else body,
-            audience="orchestrator",
+            audience=self.audience,
             chain_id=31337,
         )
         return request
@@ -111,13 +113,14 @@ async def test_generated_requests_never_get_a_5xx(devnet: DevnetState, tmp_path:
             admin_token=TOKEN,
             discovery_url=f"http://127.0.0.1:{free_port()}",
             key_prefix=prefix,
-            auth=AuthPolicy(rate_limit=1_000_000),
+            auth=AuthPolicy(rate_limit=1_000_000, ip_rate_limit=0),  # every generated request comes from 127.0.0.1
         ),
         role_account("orchestrator"),
     )
     schema = schemathesis.openapi.from_dict(app.openapi())
     session = requests.Session()
-    session.auth = AdminAndSigned(node, TOKEN)
+    pools = Deployment.load(Path(devnet.deployment_file)).address("ComputePool")
+    session.auth = AdminAndSigned(node, TOKEN, orchestrator_audience(pools, 0))
     known = node.address.lower()
     task_ids: list[str] = []
     sent: list[tuple[str, int]] = []

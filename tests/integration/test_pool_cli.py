@@ -23,7 +23,8 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from cells import row_heights
-from primenet.core.auth import RequestSigner
+from primenet.chain.deployment import Deployment
+from primenet.core.auth import RequestSigner, orchestrator_audience
 from primenet.core.models import ComputeSpecs, GpuDevice, Heartbeat, HeartbeatReply, NodeRecord, TaskState
 from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account
@@ -94,9 +95,11 @@ async def known_node(redis_url: str, prefix: str, node: LocalAccount, miner_port
         await redis.aclose()
 
 
-async def beat(url: str, node: LocalAccount, **task: Any) -> HeartbeatReply:
+async def beat(devnet: DevnetState, url: str, node: LocalAccount, **task: Any) -> HeartbeatReply:
     body = Heartbeat(address=node.address, version="test", timestamp=time.time(), **task)
-    async with httpx.AsyncClient(base_url=url, auth=RequestSigner(node, audience="orchestrator", chain_id=31337)) as c:
+    pools = Deployment.load(Path(devnet.deployment_file)).address("ComputePool")
+    signer = RequestSigner(node, audience=orchestrator_audience(pools, 0), chain_id=31337)
+    async with httpx.AsyncClient(base_url=url, auth=signer) as c:
         response = await c.post(
             "/heartbeat", content=body.model_dump_json(), headers={"content-type": "application/json"}
         )
@@ -117,7 +120,7 @@ async def test_tasks_from_creation_to_removal(
     assert [view["address"] for view in listed["nodes"]] == [address]
     assert listed["counts"]["discovered"] == 1
 
-    assert (await beat(url, node)).assignment is None  # in the pool on chain: now Healthy
+    assert (await beat(devnet, url, node)).assignment is None  # in the pool on chain: now Healthy
     shown = primenet(env, "nodes", "show", address)
     assert shown.returncode == 0, shown.stderr
     assert "healthy" in shown.stdout
@@ -139,13 +142,15 @@ async def test_tasks_from_creation_to_removal(
     assert (task["gpus"], task["nodes"], task["requirements"]) == (1, 1, "gpu:model=H100")
 
     deadline = time.monotonic() + 15
-    while (reply := await beat(url, node)).assignment is None:
+    while (reply := await beat(devnet, url, node)).assignment is None:
         assert time.monotonic() < deadline, "the scheduler never assigned the task"
         await asyncio.sleep(0.2)
     assert reply.assignment is not None
     assert reply.assignment.task_id == task["id"]
     assert reply.assignment.command == ["sh", "-c", "echo hello; sleep 60"]
-    await beat(url, node, task_id=task["id"], task_state=TaskState.RUNNING, task_details={"container_id": "c0ffee" * 8})
+    await beat(
+        devnet, url, node, task_id=task["id"], task_state=TaskState.RUNNING, task_details={"container_id": "c0ffee" * 8}
+    )
 
     listing = primenet(env, "tasks", "ls")
     assert listing.returncode == 0, listing.stderr
@@ -173,7 +178,7 @@ async def test_tasks_from_creation_to_removal(
 
     removed = as_json(primenet(env, "tasks", "rm", "hello", "--json"))
     assert removed == {"deleted": task["id"]}
-    assert (await beat(url, node)).assignment is None
+    assert (await beat(devnet, url, node)).assignment is None
     gone = primenet(env, "tasks", "show", task["id"])
     assert gone.returncode == 1
     assert "task_not_found" in gone.stderr
@@ -186,7 +191,7 @@ async def test_listings_fit_80_columns_and_json_is_the_orchestrators(
     url, prefix = orchestrator
     node = await new_node(join_pool=0)
     await known_node(devnet.redis_url, prefix, node, free_port())
-    await beat(url, node)  # Healthy
+    await beat(devnet, url, node)  # Healthy
     created = primenet(
         env,
         "tasks", "create", "--name", "llama-70b-pretraining-run-with-a-long-name",
@@ -196,13 +201,13 @@ async def test_listings_fit_80_columns_and_json_is_the_orchestrators(
     assert created.returncode == 0, created.stderr
     task = as_json(primenet(env, "tasks", "show", "llama-70b-pretraining-run-with-a-long-name", "--json"))
     deadline = time.monotonic() + 15
-    while (await beat(url, node)).assignment is None:
+    while (await beat(devnet, url, node)).assignment is None:
         assert time.monotonic() < deadline, "the scheduler never assigned the task"
         await asyncio.sleep(0.2)
 
     async def still_running() -> None:
         """A beat before each command: on a slow machine the commands outlast the node's Healthy window."""
-        await beat(url, node, task_id=task["id"], task_state=TaskState.RESTARTING, task_details={"restarts": 3})
+        await beat(devnet, url, node, task_id=task["id"], task_state=TaskState.RESTARTING, task_details={"restarts": 3})
 
     narrow = {**env, "COLUMNS": "80"}
     printed = {}

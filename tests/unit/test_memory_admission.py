@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from primenet.core.auth import MemoryAdmission
+from primenet.core.auth import REPLAYED, STORE_FULL, MemoryAdmission
 
 
 class Clock:
@@ -33,3 +33,12 @@ async def test_rate_limit_per_window_does_not_burn_the_nonce(clock: Clock) -> No
     admission = MemoryAdmission(nonce_ttl_s=66, rate_limit=2, clock=clock)
     assert [await admission.admit(f"n:a:{i}", "r:a:16") for i in range(3)] == [0, 0, 1]
     assert await admission.admit("n:a:2", "r:a:17") == 0  # next window: the throttled nonce is still fresh
+
+
+async def test_a_full_store_refuses_new_nonces_and_forgets_none(clock: Clock) -> None:
+    admission = MemoryAdmission(nonce_ttl_s=66, rate_limit=100, clock=clock, capacity=3)
+    assert [await admission.admit(f"n:a:{i}", "r:a:16") for i in range(3)] == [0, 0, 0]
+    assert await admission.admit("n:a:3", "r:a:16") == STORE_FULL  # refused, not admitted by evicting n:a:0
+    assert await admission.admit("n:a:0", "r:a:16") == REPLAYED  # the oldest nonce is still known
+    clock.now += 67  # expired nonces make room; their timestamps are refused by now anyway
+    assert await admission.admit("n:a:3", "r:a:17") == 0

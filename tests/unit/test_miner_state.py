@@ -6,17 +6,20 @@ import os
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from pydantic import ValidationError
 
-from primenet.core.auth import AuthPolicy, RequestAuthenticator
+from primenet.core.auth import AuthPolicy, RequestAuthenticator, orchestrator_audience
 from primenet.core.challenge.wire import Challenge
 from primenet.core.errors import ApiError
 from primenet.core.models import ComputeSpecs, InviteRequest, NodeRecord, TaskSpec
 from primenet.miner.challenge_book import ChallengeBook
+from primenet.miner.heartbeat import HeartbeatLoop
 from primenet.miner.publisher import _comparable
 from primenet.miner.registration import tokens
+from primenet.miner.runner import DockerRunner
 from primenet.miner.solver import NUMPY_BACKEND, solve_round1
-from primenet.miner.state import PersistedState, StateFile
+from primenet.miner.state import MinerMemory, PersistedState, StateFile
 
 NODE = "0x" + "ab" * 20
 
@@ -122,3 +125,23 @@ def test_tokens_prints_decimal_amounts() -> None:
     assert tokens(15 * 10**17) == "1.5"
     assert tokens(3 * 10**18) == "3"
     assert tokens(0) == "0"
+
+
+def test_heartbeats_are_signed_for_the_orchestrator_of_the_joined_pool(tmp_path: Path) -> None:
+    node = Account.create()
+    memory = MinerMemory(StateFile(tmp_path / "miner-state.json", node.address))
+    pools = "0x" + "cd" * 20
+    loop = HeartbeatLoop(
+        node=node,
+        chain_id=1,
+        audience_of=lambda pool_id: orchestrator_audience(pools, pool_id),
+        runner=DockerRunner(node=node.address, storage_path=tmp_path, client=object()),
+        memory=memory,
+    )
+    with pytest.raises(RuntimeError, match="no pool"):
+        loop.signer()  # an endpoint without a pool names no audience: nothing is sent
+    memory.update(pool_id=3, orchestrator_url="http://127.0.0.1:9")
+    signer = loop.signer()
+    assert signer.audience == orchestrator_audience(pools, 3) == f"orchestrator:3:{pools}"
+    assert signer.audience != orchestrator_audience(pools, 4)
+    assert orchestrator_audience(pools.upper().replace("0X", "0x"), 3) == signer.audience  # address case ignored

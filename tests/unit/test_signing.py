@@ -8,6 +8,8 @@ from eth_account.messages import encode_defunct
 
 from primenet.core.auth import AuthClaims, sign_request
 from primenet.core.signing import (
+    SECP256K1_N,
+    NonCanonicalSignatureError,
     RecoveryError,
     SignatureFormatError,
     eip191_digest,
@@ -76,3 +78,29 @@ def test_signed_claims_cover_every_binding() -> None:
 def test_header_refuses_newlines_that_could_forge_message_lines() -> None:
     with pytest.raises(ValueError, match="audience"):
         sign_request(Account.create(), method="GET", path="/", body=b"", audience="a\nchain-id: 1", chain_id=31337)
+
+
+def high_s_twin(signature: str) -> str:
+    raw = bytes.fromhex(signature[2:])
+    s = int.from_bytes(raw[32:64])
+    return "0x" + (raw[:32] + (SECP256K1_N - s).to_bytes(32) + bytes((55 - raw[64],))).hex()
+
+
+def test_a_high_s_twin_recovers_the_same_key_but_is_refused() -> None:
+    account = Account.create()
+    signature = sign_message(account, b"m")
+    twin = high_s_twin(signature)
+    raw = bytes.fromhex(twin[2:])
+    # The twin is a real signature by the same key (so accepting it would be accepting a second encoding) ...
+    assert recover_digest_signer(eip191_digest(b"m"), raw[:64] + bytes((raw[64] - 27,))) == account.address.lower()
+    # ... and parse_signature refuses it, while the low-s original passes.
+    with pytest.raises(NonCanonicalSignatureError, match="upper half"):
+        parse_signature(twin)
+    assert recover_message_signer(b"m", signature) == account.address.lower()
+
+
+@pytest.mark.parametrize("r_s", [(0, 1), (1, 0), (SECP256K1_N, 1), (1, SECP256K1_N)])
+def test_r_and_s_out_of_range_are_refused(r_s: tuple[int, int]) -> None:
+    r, s = r_s
+    with pytest.raises(NonCanonicalSignatureError, match=r"\[1, n-1\]"):
+        parse_signature("0x" + (r.to_bytes(32) + s.to_bytes(32) + b"\x1b").hex())

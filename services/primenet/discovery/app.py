@@ -15,7 +15,7 @@ from primenet.chain.batch import BatchReader
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.core.app import answer_chain_down, background, service_app
-from primenet.core.auth import RequestAuthenticator
+from primenet.core.auth import IpLimiter, RequestAuthenticator
 from primenet.core.redisdb import connect
 from primenet.discovery.chainview import ChainView
 from primenet.discovery.routes import router
@@ -61,8 +61,10 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
     app.state.view = view
     app.state.sync = sync
     app.state.admin_token = settings.admin_token
+    # One per-IP budget for both authenticators: a client cannot double it by alternating routes.
+    per_ip = IpLimiter(limit=settings.auth.ip_rate_limit, window_s=settings.auth.rate_window_s)
     app.state.signed_auth = RequestAuthenticator(
-        redis=redis, audience=settings.audience, chain_id=deployment.chain_id, policy=settings.auth
+        redis=redis, audience=settings.audience, chain_id=deployment.chain_id, policy=settings.auth, ip_limiter=per_ip
     )
     app.state.validators_auth = RequestAuthenticator(
         redis=redis,
@@ -71,6 +73,7 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
         policy=settings.auth,
         authorize=view.is_validator,
         key_prefix="auth-v",
+        ip_limiter=per_ip,
     )
     answer_chain_down(app)
     app.include_router(router)

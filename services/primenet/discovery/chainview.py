@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from primenet.chain.batch import BatchReader, Read, view_function
 from primenet.chain.contracts import Network, NodeInfo, PoolInfo
 from primenet.chain.errors import ContractRevertError
+from primenet.core.auth import cached
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -62,7 +63,9 @@ class ChainView:
     def __init__(self, network: Network, reader: BatchReader, *, ttl_s: float) -> None:
         self.network = network
         self.reader = reader
-        self._validators: TtlCache[str, bool] = TtlCache(network.is_validator, ttl_s)
+        # Per address, "no" remembered as well as "yes", lookups shared: a stream of unknown signers costs one
+        # chain call per address per TTL, and never pushes out the answers of the real validators.
+        self._is_validator = cached(network.is_validator, ttl_s)
         self._pools: TtlCache[int, PoolInfo | None] = TtlCache(self._load_pool, ttl_s)
 
     async def _load_pool(self, pool_id: int) -> PoolInfo | None:
@@ -74,7 +77,7 @@ class ChainView:
             raise
 
     async def is_validator(self, address: str) -> bool:
-        return await self._validators.get(address.lower())
+        return await self._is_validator(address.lower())
 
     async def pool(self, pool_id: int) -> PoolInfo | None:
         return await self._pools.get(pool_id)

@@ -17,7 +17,7 @@ from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.chain.errors import ChainError
 from primenet.core.app import answer_chain_down, background, service_app
-from primenet.core.auth import RequestAuthenticator, cached
+from primenet.core.auth import IpLimiter, RequestAuthenticator, cached, cached_members, orchestrator_audience
 from primenet.core.errors import ApiError, error_response
 from primenet.core.models import ComputeSpecs
 from primenet.miner.challenge_book import ChallengeBook
@@ -46,6 +46,7 @@ def create_app(settings: MinerSettings, keys: MinerKeys, specs: ComputeSpecs) ->
     heartbeat = HeartbeatLoop(
         node=keys.node,
         chain_id=deployment.chain_id,
+        audience_of=lambda pool_id: orchestrator_audience(deployment.address("ComputePool"), pool_id),
         runner=runner,
         memory=memory,
         interval_s=settings.heartbeat_interval_s,
@@ -74,15 +75,27 @@ def create_app(settings: MinerSettings, keys: MinerKeys, specs: ComputeSpecs) ->
 
     app = service_app(title="primenet miner", max_body_bytes=settings.auth.max_body_bytes, lifespan=lifespan)
     # Every signed request is addressed to this node: audience = its address, so it cannot be replayed elsewhere.
-    common: dict[str, Any] = {"audience": miner.node, "chain_id": deployment.chain_id, "policy": settings.auth}
+    # Every route has an authorizer, so only validators and the pool's owners are ever admitted: keys of anyone
+    # else record no nonce here. One per-IP budget for the whole API.
+    common: dict[str, Any] = {
+        "audience": miner.node,
+        "chain_id": deployment.chain_id,
+        "policy": settings.auth,
+        "ip_limiter": IpLimiter(limit=settings.auth.ip_rate_limit, window_s=settings.auth.rate_window_s),
+    }
     app.state.miner = miner
     app.state.book = ChallengeBook(capacity=settings.max_pending_challenges, ttl_s=settings.challenge_state_ttl_s)
     app.state.backend = select_backend(settings.challenge_backend)
-    app.state.signed_auth = RequestAuthenticator(redis=None, **common)
     app.state.validators_auth = RequestAuthenticator(
-        redis=None, **common, authorize=cached(network.is_validator, settings.role_cache_s)
+        redis=None, **common, authorize=cached(network.is_validator, settings.role_cache_s), key_prefix="auth-v"
     )
-    app.state.pool_owner_check = cached(miner.is_pool_owner, settings.role_cache_s)
+    app.state.pool_owners_auth = RequestAuthenticator(
+        redis=None,
+        **common,
+        authorize=cached_members(miner.pool_owners, settings.role_cache_s),
+        refusal_code="not_pool_owner",
+        refusal_reason=f"is neither creator nor manager of pool {settings.pool_id}",
+    )
     answer_chain_down(app, ChainError)
     app.add_exception_handler(DockerException, on_docker_down)
     app.include_router(router)

@@ -1,7 +1,9 @@
 """Heartbeats to the pool's orchestrator; each reply's assignment is applied to Docker through the runner.
 
-Signed by the node key (audience "orchestrator") and sent every `interval_s` while the node has an orchestrator
-endpoint (set by an accepted invite, restored from the state file after a restart). A failure of any kind is
+Signed by the node key for the orchestrator of the pool the node joined (`audience_of(pool_id)`, i.e.
+`core.auth.orchestrator_audience`, so that no other pool's orchestrator accepts the beat) and sent every
+`interval_s` while the node has an orchestrator endpoint (set by an accepted invite, restored from the state file
+after a restart). A failure of any kind is
 logged and retried with exponential backoff up to `max_backoff_s`: the loop never ends on its own.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import httpx
 import structlog
@@ -32,6 +35,7 @@ class HeartbeatLoop:
         *,
         node: LocalAccount,
         chain_id: int,
+        audience_of: Callable[[int], str],
         runner: DockerRunner,
         memory: MinerMemory,
         interval_s: float = 10.0,
@@ -44,7 +48,8 @@ class HeartbeatLoop:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.max_backoff_s = max_backoff_s
-        self.signer = RequestSigner(node, audience="orchestrator", chain_id=chain_id)
+        self.chain_id = chain_id
+        self.audience_of = audience_of
         self.last_reply_at: float | None = None
         self._wake = asyncio.Event()
 
@@ -62,7 +67,7 @@ class HeartbeatLoop:
 
     async def run(self) -> None:
         failures = 0
-        async with httpx.AsyncClient(auth=self.signer, timeout=self.timeout_s) as client:
+        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
             while True:
                 url = self.memory.state.orchestrator_url
                 delay = self.interval_s
@@ -82,6 +87,13 @@ class HeartbeatLoop:
                     await asyncio.wait_for(self._wake.wait(), delay if url is not None else None)
                 self._wake.clear()
 
+    def signer(self) -> RequestSigner:
+        """Signs for the orchestrator of the pool in the state (set together with its endpoint)."""
+        pool_id = self.memory.state.pool_id
+        if pool_id is None:
+            raise RuntimeError("an orchestrator endpoint but no pool in the miner state: no audience to sign for")
+        return RequestSigner(self.node, audience=self.audience_of(pool_id), chain_id=self.chain_id)
+
     async def beat(self, client: httpx.AsyncClient, url: str) -> HeartbeatReply:
         status = await self.runner.status()
         body = Heartbeat(
@@ -93,7 +105,9 @@ class HeartbeatLoop:
             version=__version__,
             timestamp=time.time(),
         )
-        response = await client.post(f"{url}/heartbeat", content=body.model_dump_json(), headers=_JSON)
+        response = await client.post(
+            f"{url}/heartbeat", content=body.model_dump_json(), headers=_JSON, auth=self.signer()
+        )
         if response.status_code >= 400:
             raise RuntimeError(f"orchestrator answered {response.status_code}: {response.text[:300]}")
         reply = HeartbeatReply.model_validate_json(response.content)

@@ -34,10 +34,13 @@ class Miner:
     def node(self) -> str:
         return self.keys.node.address.lower()
 
-    async def is_pool_owner(self, address: str) -> bool:
-        """Whether `address` (lower case) is the creator or the compute manager of this node's pool, on chain now."""
+    async def pool_owners(self) -> tuple[str, str]:
+        """The creator and the compute manager of this node's pool, on chain now (lower case).
+
+        Read whole, so that the authorizer built on it (`core.auth.cached_members`) pays one chain call per TTL
+        however many distinct keys present themselves."""
         pool = await self.network.pool(self.settings.pool_id)
-        return address in {pool.creator.lower(), pool.compute_manager.lower()}
+        return pool.creator.lower(), pool.compute_manager.lower()
 
     async def maintain(self) -> None:
         """Re-publish the record when IP or specs change; notice when the node is no longer in its pool."""

@@ -1,6 +1,6 @@
 """The orchestrator's HTTP API (`routes/`); its lifespan runs the loops (`primenet.orchestrator.orchestrator`).
 
-POST   /heartbeat                 signed by the node key (audience "orchestrator"): Heartbeat -> HeartbeatReply
+POST   /heartbeat                 signed by the node key for this pool (`orchestrator_audience`): Heartbeat -> reply
 POST   /tasks, GET /tasks, GET /tasks/{id}, DELETE /tasks/{id}                        admin (Bearer)
 GET    /nodes, GET /nodes/{address}                                                    admin
 GET    /nodes/{address}/logs?tail=N, POST /nodes/{address}/restart, POST /nodes/{address}/ban   admin
@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.core.app import background, service_app
-from primenet.core.auth import RequestAuthenticator
+from primenet.core.auth import RequestAuthenticator, cached, orchestrator_audience
 from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
 from primenet.orchestrator.orchestrator import Orchestrator
@@ -65,10 +65,17 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     app.state.miners = miners
     app.state.nodes_auth = RequestAuthenticator(
         redis=redis,
-        audience="orchestrator",
+        # Bound to this pool of this deployment: a beat signed for another pool's orchestrator is refused here.
+        audience=orchestrator_audience(deployment.address("ComputePool"), settings.pool_id),
         chain_id=deployment.chain_id,
         policy=settings.auth,
         key_prefix=f"{settings.key_prefix}:auth",
+        # Only nodes this orchestrator knows are admitted, so beats signed by throwaway keys record no nonces.
+        # "Known" is remembered for a minute (the beat itself re-reads the node), "unknown" for a few seconds (a
+        # node stored just now is heard soon).
+        authorize=cached(store.is_known, 60.0, refused_ttl_s=5.0),
+        refusal_code="unknown_node",
+        refusal_reason="is not a node of this orchestrator's pool",
     )
     app.state.admin_token = settings.admin_token
     app.include_router(router)

@@ -3,7 +3,7 @@
     app.state.orchestrator      Orchestrator (the heartbeat handling, the loops' stats, the chain and its settings)
     app.state.store             OrchestratorStore
     app.state.miners            MinerClient: signed calls to the miners' APIs
-    app.state.nodes_auth        RequestAuthenticator: requests signed by a node key for audience "orchestrator"
+    app.state.nodes_auth        RequestAuthenticator: requests signed by a known node's key for this pool's audience
     app.state.admin_token       the operator's bearer token (None: no admin), read by `core.admin.AdminOnly`
 
 Every getter is `async def` although none awaits anything but the authenticator: FastAPI runs a plain `def`
@@ -24,8 +24,8 @@ from primenet.orchestrator.orchestrator import Orchestrator
 from primenet.orchestrator.peers import MinerClient
 from primenet.orchestrator.store import NodeRow, OrchestratorStore
 
-# The proven signer of a request signed for audience "orchestrator" (any key: the route decides what a signer
-# that is not a known node gets).
+# The proven signer of a request signed for this pool's orchestrator, by the key of a node it knows (the route
+# decides what a banned node gets).
 node_signer = signer_from_state("nodes_auth")
 
 

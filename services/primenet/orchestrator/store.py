@@ -306,6 +306,10 @@ class OrchestratorStore:
     async def set_fields(self, address: str, fields: Mapping[str, str]) -> None:
         await self.redis.hset(self.node_key(address), mapping=dict(fields))  # type: ignore[arg-type]
 
+    async def is_known(self, address: str) -> bool:
+        """Whether `address` (lower case) is a node of this store, in any status: one SISMEMBER."""
+        return bool(await self.redis.sismember(f"{self.prefix}:nodes", address))
+
     async def node(self, address: str) -> NodeRow | None:
         row = cast(dict[str, str], await self.redis.hgetall(self.node_key(address)))
         return NodeRow.parse(row) if row.get("status") else None

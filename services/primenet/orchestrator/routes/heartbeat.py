@@ -1,4 +1,4 @@
-"""POST /heartbeat: a node's beat, signed by its node key (audience "orchestrator")."""
+"""POST /heartbeat: a node's beat, signed by its node key for this pool (`core.auth.orchestrator_audience`)."""
 
 from __future__ import annotations
 
