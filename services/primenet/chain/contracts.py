@@ -173,6 +173,11 @@ class Network:
     async def is_federator(self, address: str) -> bool:
         return await self.has_role(FEDERATOR_ROLE, address)
 
+    async def role_members(self, role: bytes) -> list[str]:
+        """Every holder of `role` on PrimeNetwork (it is AccessControlEnumerable)."""
+        members: list[str] = await read(self.prime.functions.getRoleMembers(role))
+        return members
+
     async def is_slasher(self, address: str) -> bool:
         return await self.has_role(SLASHER_ROLE, address)
 
