@@ -205,9 +205,10 @@ contract PrimeNetwork is IPrimeNetwork, IPrimeErrors, AccessControlEnumerable, E
     // ------------------------------------------------------------------ slasher
 
     /// @notice Takes up to `amount` of the provider's stake (then of its pending unbonds) and sends it to the
-    /// treasury. Refused unless `provider` is registered, a treasury is set, `reason` is 1..MAX_SLASH_REASON_BYTES bytes and `amount` fits
-    /// the per-call cap and what is left of the provider's and the network's period caps. What is taken counts
-    /// against both periods. Emits `ProviderSlashed` (with the slasher); StakeManager emits `Slashed`.
+    /// treasury. Refused unless `provider` is registered, a treasury is set, `reason` is 1..MAX_SLASH_REASON_BYTES
+    /// bytes and `amount` fits the per-call cap and what is left of the provider's and the network's period caps.
+    /// What is taken counts against both periods. Emits `ProviderSlashed` (with the slasher); StakeManager emits
+    /// `Slashed`.
     /// @return slashed what was taken (less than `amount` when the provider has less)
     function slash(address provider, uint256 amount, bytes calldata reason)
         external
