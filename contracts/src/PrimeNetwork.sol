@@ -22,9 +22,15 @@ import {IStakeManager} from "./interfaces/IStakeManager.sol";
 /// bound to this contract at their construction and accept writes only from it.
 ///
 /// Roles: DEFAULT_ADMIN_ROLE (the deployer: `setModules`, grants FEDERATOR_ROLE); FEDERATOR_ROLE (network
-/// operator: stake minimum, unbonding period, domains, whitelist, admin of VALIDATOR_ROLE; ComputePool
-/// also lets it create pools); VALIDATOR_ROLE (validator service: whitelist/blacklist, node validation,
-/// node removal, slashing).
+/// operator: stake minimum, unbonding period, domains, whitelist, treasury and slash limits, admin of
+/// VALIDATOR_ROLE and SLASHER_ROLE; ComputePool also lets it create pools); VALIDATOR_ROLE (validator service:
+/// whitelist/blacklist, node validation, node removal); SLASHER_ROLE (slashing, nothing else; nobody holds it
+/// until the federator grants it).
+///
+/// Slashing is bounded so that one stolen or buggy slasher key cannot empty the network: the tokens go to the
+/// federator's treasury (never to the caller), and each slash is capped per call, per provider per period and
+/// for the whole network per period (`SlashLimits`). Until the federator sets a treasury and non-zero caps,
+/// every slash reverts.
 ///
 /// Node-key ownership is an EIP-712 signature by the node key over
 /// `NodeKey(address provider,address node,uint256 nonce)` in the domain {name "PrimeNetwork", version "1",
@@ -35,7 +41,12 @@ contract PrimeNetwork is IPrimeNetwork, IPrimeErrors, AccessControlEnumerable, E
 
     bytes32 public constant FEDERATOR_ROLE = keccak256("FEDERATOR_ROLE");
     bytes32 public constant VALIDATOR_ROLE = keccak256("VALIDATOR_ROLE");
+    bytes32 public constant SLASHER_ROLE = keccak256("SLASHER_ROLE");
     bytes32 public constant NODE_KEY_TYPEHASH = keccak256("NodeKey(address provider,address node,uint256 nonce)");
+    /// Longest slash period the federator may set.
+    uint256 public constant MAX_SLASH_PERIOD = 365 days;
+    /// A slash reason is 1..MAX_SLASH_REASON_BYTES bytes (it is stored in two events).
+    uint256 public constant MAX_SLASH_REASON_BYTES = 1024;
 
     /// The staking token (AIToken).
     address public immutable aiToken;
@@ -47,6 +58,12 @@ contract PrimeNetwork is IPrimeNetwork, IPrimeErrors, AccessControlEnumerable, E
 
     /// Next nonce the node key must sign in a NodeKey message.
     mapping(address node => uint256) public nodeKeyNonce;
+
+    /// Where slashed stake goes; zero (slashing refused) until the federator sets it.
+    address public treasury;
+    SlashLimits private _slashLimits;
+    SlashWindow private _networkSlashWindow;
+    mapping(address provider => SlashWindow) private _providerSlashWindows;
 
     modifier wired() {
         if (address(computePool) == address(0)) revert NotWired();
@@ -71,6 +88,7 @@ contract PrimeNetwork is IPrimeNetwork, IPrimeErrors, AccessControlEnumerable, E
         _grantRole(FEDERATOR_ROLE, federator);
         _grantRole(VALIDATOR_ROLE, validator);
         _setRoleAdmin(VALIDATOR_ROLE, FEDERATOR_ROLE);
+        _setRoleAdmin(SLASHER_ROLE, FEDERATOR_ROLE);
     }
 
     // ------------------------------------------------------------------ wiring (admin)
@@ -118,6 +136,28 @@ contract PrimeNetwork is IPrimeNetwork, IPrimeErrors, AccessControlEnumerable, E
         stakeManager.setUnbondingPeriod(period);
     }
 
+    /// @notice Sets where slashed stake goes. Not zero, not this contract or one of its modules.
+    function setTreasury(address treasury_) external onlyRole(FEDERATOR_ROLE) {
+        if (treasury_ == address(0)) revert ZeroAddress();
+        if (
+            treasury_ == address(this) || treasury_ == address(stakeManager) || treasury_ == address(computeRegistry)
+                || treasury_ == address(domainRegistry) || treasury_ == address(computePool)
+        ) revert InvalidTreasury(treasury_);
+        emit TreasuryUpdated(treasury, treasury_);
+        treasury = treasury_;
+    }
+
+    /// @notice Sets the slash caps (token base units) and the period (1..MAX_SLASH_PERIOD seconds) over which
+    /// the per-period caps count. What open windows have used stays counted against the new caps.
+    function setSlashLimits(uint256 perCall, uint256 perProviderPerPeriod, uint256 perNetworkPerPeriod, uint256 period)
+        external
+        onlyRole(FEDERATOR_ROLE)
+    {
+        if (period == 0 || period > MAX_SLASH_PERIOD) revert InvalidSlashPeriod(period);
+        _slashLimits = SlashLimits(perCall, perProviderPerPeriod, perNetworkPerPeriod, period);
+        emit SlashLimitsUpdated(perCall, perProviderPerPeriod, perNetworkPerPeriod, period);
+    }
+
     /// @notice Creates a compute domain and returns its id (0, 1, 2, ...).
     function createDomain(string calldata name, string calldata parametersURI)
         external
@@ -162,15 +202,38 @@ contract PrimeNetwork is IPrimeNetwork, IPrimeErrors, AccessControlEnumerable, E
         emit ComputeNodeInvalidated(provider, node);
     }
 
-    /// @notice Takes up to `amount` of the provider's stake (then of its pending unbonds) and sends it to
-    /// the calling validator. StakeManager emits `Slashed`.
+    // ------------------------------------------------------------------ slasher
+
+    /// @notice Takes up to `amount` of the provider's stake (then of its pending unbonds) and sends it to the
+    /// treasury. Refused unless `provider` is registered, a treasury is set, `reason` is 1..MAX_SLASH_REASON_BYTES
+    /// bytes and `amount` fits the per-call cap and what is left of the provider's and the network's period caps.
+    /// What is taken counts against both periods. Emits `ProviderSlashed` (with the slasher); StakeManager emits
+    /// `Slashed`.
+    /// @return slashed what was taken (less than `amount` when the provider has less)
     function slash(address provider, uint256 amount, bytes calldata reason)
         external
-        onlyRole(VALIDATOR_ROLE)
+        onlyRole(SLASHER_ROLE)
         wired
         returns (uint256 slashed)
     {
-        slashed = stakeManager.slash(provider, amount, msg.sender, reason);
+        if (!computeRegistry.isProviderRegistered(provider)) revert ProviderNotRegistered(provider);
+        if (amount == 0) revert ZeroAmount();
+        if (reason.length == 0 || reason.length > MAX_SLASH_REASON_BYTES) revert InvalidSlashReason(reason.length);
+        address to = treasury;
+        if (to == address(0)) revert TreasuryNotSet();
+        SlashLimits memory limits = _slashLimits;
+        if (amount > limits.perCall) revert SlashExceedsCallCap(amount, limits.perCall);
+        SlashWindow storage ofProvider = _openWindow(_providerSlashWindows[provider], limits.period);
+        uint256 left = _left(ofProvider, limits.perProviderPerPeriod);
+        if (amount > left) revert SlashExceedsProviderPeriodCap(provider, amount, left);
+        SlashWindow storage ofNetwork = _openWindow(_networkSlashWindow, limits.period);
+        left = _left(ofNetwork, limits.perNetworkPerPeriod);
+        if (amount > left) revert SlashExceedsNetworkPeriodCap(amount, left);
+
+        slashed = stakeManager.slash(provider, amount, to, reason);
+        ofProvider.used += slashed;
+        ofNetwork.used += slashed;
+        emit ProviderSlashed(provider, msg.sender, to, slashed, reason);
     }
 
     // ------------------------------------------------------------------ providers
@@ -254,6 +317,28 @@ contract PrimeNetwork is IPrimeNetwork, IPrimeErrors, AccessControlEnumerable, E
         return stake > required ? stake - required : 0;
     }
 
+    /// @notice The caps and period slashing works under (all zero until the federator sets them).
+    function getSlashLimits() external view returns (SlashLimits memory) {
+        return _slashLimits;
+    }
+
+    /// @notice The most one `slash(provider, ...)` may ask for now: the per-call cap, bounded by what is left
+    /// of the provider's and the network's period caps (0 while no treasury is set).
+    function getSlashAllowance(address provider) external view returns (uint256 allowance) {
+        if (treasury == address(0)) return 0;
+        SlashLimits memory limits = _slashLimits;
+        allowance = limits.perCall;
+        uint256 left = _leftAt(_providerSlashWindows[provider], limits.perProviderPerPeriod, limits.period);
+        if (left < allowance) allowance = left;
+        left = _leftAt(_networkSlashWindow, limits.perNetworkPerPeriod, limits.period);
+        if (left < allowance) allowance = left;
+    }
+
+    /// @notice The provider's current slash window (start 0: none opened yet; it may have ended).
+    function getSlashWindow(address provider) external view returns (SlashWindow memory) {
+        return _providerSlashWindows[provider];
+    }
+
     /// @notice The EIP-712 digest a node key signs to prove ownership (see the contract notice).
     function hashNodeKey(address provider, address node, uint256 nonce) public view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(NODE_KEY_TYPEHASH, provider, node, nonce)));
@@ -274,6 +359,26 @@ contract PrimeNetwork is IPrimeNetwork, IPrimeErrors, AccessControlEnumerable, E
         computeRegistry.register(provider); // reverts ProviderAlreadyRegistered
         _pullStake(provider, stake);
         emit ProviderRegistered(provider, stake);
+    }
+
+    /// A window that has ended (or never opened) is reopened now with nothing used; one still open is kept.
+    function _openWindow(SlashWindow storage window, uint256 period) private returns (SlashWindow storage) {
+        if (window.start == 0 || block.timestamp >= window.start + period) {
+            window.start = block.timestamp;
+            window.used = 0;
+        }
+        return window;
+    }
+
+    function _left(SlashWindow storage window, uint256 cap) private view returns (uint256) {
+        return cap > window.used ? cap - window.used : 0;
+    }
+
+    /// `_left` as it would be after `_openWindow`, without writing.
+    function _leftAt(SlashWindow storage window, uint256 cap, uint256 period) private view returns (uint256) {
+        bool ended = window.start == 0 || block.timestamp >= window.start + period;
+        uint256 used = ended ? 0 : window.used;
+        return cap > used ? cap - used : 0;
     }
 
     function _pullStake(address provider, uint256 amount) private {

@@ -158,16 +158,21 @@ contract AccessTest is TestBase {
         assertFalse(registry.getNode(node).isValidated, "invalidated");
     }
 
-    function test_Slash() public {
+    function test_Slash_OnlySlasherRole_PaysTheTreasury() public {
         register(provider, 1 ether);
+        bytes32 slasherRole = network.SLASHER_ROLE();
 
-        vm.expectRevert(unauthorized(federator, VALIDATOR_ROLE));
+        vm.expectRevert(unauthorized(federator, slasherRole));
         vm.prank(federator);
-        network.slash(provider, 1, "");
-
+        network.slash(provider, 1, "bad work");
+        vm.expectRevert(unauthorized(validator, slasherRole));
         vm.prank(validator);
+        network.slash(provider, 1, "bad work");
+
+        vm.prank(slasher);
         assertEq(network.slash(provider, 0.25 ether, "bad work"), 0.25 ether, "slashed");
-        assertEq(token.balanceOf(validator), 0.25 ether, "validator receives the slash");
+        assertEq(token.balanceOf(treasury), 0.25 ether, "the treasury receives the slash");
+        assertEq(token.balanceOf(slasher), 0, "the slasher does not");
     }
 
     function test_RemoveComputeNode_ProviderOrValidator() public {

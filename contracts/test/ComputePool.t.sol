@@ -199,7 +199,7 @@ contract ComputePoolTest is TestBase {
     }
 
     function test_Join_RevertsStakeBelowMinimumAfterSlash() public {
-        vm.prank(validator);
+        vm.prank(slasher);
         network.slash(provider, 1, "bad");
         _expectJoinRevert(
             invite(poolId, node),

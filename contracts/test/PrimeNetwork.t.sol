@@ -308,8 +308,8 @@ contract PrimeNetworkTest is TestBase {
         register(provider, 10 * MIN_PER_UNIT);
         whitelist(provider);
         addNode(provider, NODE_PK, 10);
-        vm.prank(validator);
-        network.slash(provider, 1, "");
+        vm.prank(slasher);
+        network.slash(provider, 1, "below minimum");
         vm.expectRevert(
             abi.encodeWithSelector(IPrimeErrors.StakeBelowMinimum.selector, 10 * MIN_PER_UNIT - 1, 10 * MIN_PER_UNIT)
         );

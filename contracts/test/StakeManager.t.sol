@@ -139,12 +139,12 @@ contract StakeManagerTest is TestBase {
         _reclaim(provider, u2);
         uint256 active = staked - u1 - u2;
 
-        vm.prank(validator);
+        vm.prank(slasher);
         uint256 slashed = network.slash(provider, amount, "fuzz");
 
         uint256 expected = amount < total ? amount : total;
         assertEq(slashed, expected, "slashed");
-        assertEq(token.balanceOf(validator), expected, "validator got the slash");
+        assertEq(token.balanceOf(treasury), expected, "the treasury got the slash");
         uint256 fromStake = expected < active ? expected : active;
         assertEq(stakes.getStake(provider), active - fromStake, "stake first");
         uint256 rest = expected - fromStake;
@@ -170,11 +170,11 @@ contract StakeManagerTest is TestBase {
     function test_Slash_Event() public {
         register(provider, 1 ether);
         vm.expectEmit(true, true, true, true, address(stakes));
-        emit IStakeManager.Slashed(provider, 0.5 ether, validator, "reason");
-        vm.prank(validator);
+        emit IStakeManager.Slashed(provider, 0.5 ether, treasury, "reason");
+        vm.prank(slasher);
         network.slash(provider, 0.5 ether, "reason");
         vm.expectRevert(IPrimeErrors.ZeroAmount.selector);
-        vm.prank(validator);
+        vm.prank(slasher);
         network.slash(provider, 0, "");
     }
 

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from eth_account import Account
 
+from primenet.chain.contracts import Network
+from primenet.chain.deployment import Deployment
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import DevnetState
 
@@ -165,3 +167,46 @@ def test_bootstrap_makes_contracts_and_an_active_pool_once(env: dict[str, str], 
     assert (again["deployed"], again["pool_created"]) == (False, False)
     assert (again["pool_id"], again["domain_id"]) == (first["pool_id"], first["domain_id"])
     assert again["deployment"]["contracts"] == first["deployment"]["contracts"]
+
+
+def _key_file(tmp_path: Path, name: str, key: bytes) -> str:
+    path = tmp_path / f"{name}.key"
+    path.write_text(key.hex())
+    path.chmod(0o600)
+    return str(path)
+
+
+async def test_slashing_commands_refuse_the_validator_key_and_a_slash_over_the_cap(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "slashing" / "deployment.json"
+    fed_env = {**env, "PRIMENET_DEPLOYMENT": str(target)}
+    assert as_json(chain(fed_env, "deploy", "--json"))["deployed"] is True
+    info = as_json(chain(fed_env, "slash-info", "--json"))
+    assert (info["treasury"], info["per_call"], info["slashers"]) == (None, 0, [])  # off until the federator acts
+
+    slasher, treasury, victim = Account.create(), Account.create(), Account.create()
+    as_json(chain(fed_env, "set-treasury", treasury.address, "--json"))
+    limits = ("--per-call", "1", "--per-provider", "2", "--per-network", "5", "--period", "3600", "--json")
+    assert as_json(chain(fed_env, "set-slash-limits", *limits))["per_call"] == 10**18
+    assert as_json(chain(fed_env, "grant-slasher", slasher.address, "--json"))["slasher"] is True
+    as_json(chain(fed_env, "fund", slasher.address, "1", "--json"))
+    as_json(chain(fed_env, "fund", victim.address, "1", "--json"))
+    as_json(chain(fed_env, "mint", victim.address, "10", "--json"))
+    async with Network.connect(env["PRIMENET_RPC_URL"], Deployment.load(target)) as net:
+        await net.register_provider(net.transactor(victim), 10 * 10**18)
+
+    validator_env = {**fed_env, "PRIMENET_KEY_FILE": _key_file(tmp_path, "validator", role_account("validator").key)}
+    refused = chain(validator_env, "slash", victim.address, "10", "--reason", "mine now")
+    assert refused.returncode == 1
+    assert "slash reverted: AccessControlUnauthorizedAccount(" in refused.stderr
+    assert "neededRole=SLASHER_ROLE" in refused.stderr
+
+    slasher_env = {**fed_env, "PRIMENET_KEY_FILE": _key_file(tmp_path, "slasher", slasher.key)}
+    over = chain(slasher_env, "slash", victim.address, "1.5", "--reason", "too much at once")
+    assert over.returncode == 1
+    assert "SlashExceedsCallCap(amount=1500000000000000000, cap=1000000000000000000)" in over.stderr
+    taken = as_json(chain(slasher_env, "slash", victim.address, "1", "--reason", "failed challenge", "--json"))
+    assert (taken["slashed"], taken["treasury"], taken["allowance_left"]) == (10**18, treasury.address, 10**18)
+    info = as_json(chain(fed_env, "slash-info", "--provider", victim.address, "--json"))
+    assert (info["slashers"], info["allowance"]) == ([slasher.address], 10**18)

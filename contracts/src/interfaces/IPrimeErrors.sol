@@ -85,4 +85,21 @@ interface IPrimeErrors {
     error InvalidInviteSignature();
     /// Joining would bring the pool's total compute to `required`, above its `limit`.
     error ComputeLimitExceeded(uint256 limit, uint256 required);
+
+    // --- slashing ---
+
+    /// The federator has not set a treasury yet (`setTreasury`), so nothing can be slashed.
+    error TreasuryNotSet();
+    /// The treasury may not be PrimeNetwork or one of its modules (tokens sent there would be stuck).
+    error InvalidTreasury(address treasury);
+    /// The slash reason is empty or longer than PrimeNetwork.MAX_SLASH_REASON_BYTES.
+    error InvalidSlashReason(uint256 length);
+    /// The slash period is 0 or above PrimeNetwork.MAX_SLASH_PERIOD.
+    error InvalidSlashPeriod(uint256 period);
+    /// One slash may take at most `cap` (0 until the federator sets the limits: slashing is off).
+    error SlashExceedsCallCap(uint256 amount, uint256 cap);
+    /// `provider` may lose at most `remaining` more in the current slash period.
+    error SlashExceedsProviderPeriodCap(address provider, uint256 amount, uint256 remaining);
+    /// All providers together may lose at most `remaining` more in the current slash period.
+    error SlashExceedsNetworkPeriodCap(uint256 amount, uint256 remaining);
 }

@@ -14,7 +14,35 @@ interface IPrimeNetwork {
     event ComputeNodeInvalidated(address indexed provider, address indexed node);
     event DomainCreated(uint256 indexed domainId, string name, string parametersURI);
 
+    /// What the federator allows slashing to take. A period is a window per provider (and one for the whole
+    /// network) that opens with the first slash after the previous window ended and lasts `period` seconds.
+    /// Zero caps refuse every slash.
+    struct SlashLimits {
+        uint256 perCall;
+        uint256 perProviderPerPeriod;
+        uint256 perNetworkPerPeriod;
+        uint256 period;
+    }
+
+    /// A slash window: opened at `start`, `used` taken in it so far.
+    struct SlashWindow {
+        uint256 start;
+        uint256 used;
+    }
+
+    /// Slashed stake now goes to `newTreasury`.
+    event TreasuryUpdated(address indexed previousTreasury, address indexed newTreasury);
+    event SlashLimitsUpdated(
+        uint256 perCall, uint256 perProviderPerPeriod, uint256 perNetworkPerPeriod, uint256 period
+    );
+    /// `slasher` took `amount` of `provider`'s stake (it may be less than requested: all there was) and sent it
+    /// to `treasury`, for `reason`. StakeManager also emits `Slashed`.
+    event ProviderSlashed(
+        address indexed provider, address indexed slasher, address indexed treasury, uint256 amount, bytes reason
+    );
+
     function FEDERATOR_ROLE() external view returns (bytes32);
     function VALIDATOR_ROLE() external view returns (bytes32);
+    function SLASHER_ROLE() external view returns (bytes32);
     function calculateMinimumStake(address provider, uint256 computeUnits) external view returns (uint256);
 }

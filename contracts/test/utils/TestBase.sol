@@ -37,6 +37,14 @@ abstract contract TestBase {
     uint256 internal constant NODE_PK = 0x40DE1;
     uint256 internal constant NODE2_PK = 0x40DE2;
     uint256 internal constant STRANGER_PK = 0xBAD;
+    uint256 internal constant SLASHER_PK = 0x51A5;
+    uint256 internal constant TREASURY_PK = 0x7EA5;
+
+    /// Slash limits setUp installs: loose enough that only the slashing tests meet them.
+    uint256 internal constant SLASH_PER_CALL = 100_000 ether;
+    uint256 internal constant SLASH_PER_PROVIDER = 200_000 ether;
+    uint256 internal constant SLASH_PER_NETWORK = 1_000_000 ether;
+    uint256 internal constant SLASH_PERIOD = 1 days;
 
     address internal federator = vm.addr(FEDERATOR_PK);
     address internal validator = vm.addr(VALIDATOR_PK);
@@ -46,6 +54,8 @@ abstract contract TestBase {
     address internal node = vm.addr(NODE_PK);
     address internal node2 = vm.addr(NODE2_PK);
     address internal stranger = vm.addr(STRANGER_PK);
+    address internal slasher = vm.addr(SLASHER_PK);
+    address internal treasury = vm.addr(TREASURY_PK);
 
     AIToken internal token;
     PrimeNetwork internal network;
@@ -66,8 +76,12 @@ abstract contract TestBase {
         vm.label(address(stakes), "StakeManager");
         vm.label(address(pools), "ComputePool");
 
-        vm.prank(federator);
+        vm.startPrank(federator);
         network.setStakeMinimum(MIN_PER_UNIT);
+        network.grantRole(network.SLASHER_ROLE(), slasher);
+        network.setTreasury(treasury);
+        network.setSlashLimits(SLASH_PER_CALL, SLASH_PER_PROVIDER, SLASH_PER_NETWORK, SLASH_PERIOD);
+        vm.stopPrank();
 
         fund(provider, 1_000 ether);
         fund(provider2, 1_000 ether);

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_utils.crypto import keccak
 from web3.contract import AsyncContract
 from web3.contract.async_contract import AsyncContractFunction
 from web3.logs import DISCARD
@@ -22,12 +21,9 @@ from primenet.chain.artifacts import load_artifact
 from primenet.chain.deployment import Deployment
 from primenet.chain.eip712 import PoolInvite, digest, node_key_message, sign
 from primenet.chain.errors import ChainError
+from primenet.chain.roles import FEDERATOR_ROLE, SLASHER_ROLE, VALIDATOR_ROLE
 from primenet.chain.rpc import Web3, checksum, connect
 from primenet.chain.tx import Transactor, read
-
-FEDERATOR_ROLE = keccak(text="FEDERATOR_ROLE")
-VALIDATOR_ROLE = keccak(text="VALIDATOR_ROLE")
-MINTER_ROLE = keccak(text="MINTER_ROLE")
 
 
 class PoolStatus(enum.IntEnum):
@@ -72,6 +68,20 @@ class PoolInfo:
     compute_limit: int
     node_count: int
     status: PoolStatus
+
+
+@dataclass(frozen=True)
+class SlashLimits:
+    """What slashing may take, in token base units; a cap of 0 refuses every slash (the state at deployment).
+
+    The per-period caps count what was taken in a window that opens with the first slash after the previous
+    window ended and lasts `period_s` seconds: one window per provider and one for the whole network.
+    """
+
+    per_call: int
+    per_provider_per_period: int
+    per_network_per_period: int
+    period_s: int
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,21 @@ class Network:
     async def is_federator(self, address: str) -> bool:
         return await self.has_role(FEDERATOR_ROLE, address)
 
+    async def role_members(self, role: bytes) -> list[str]:
+        """Every holder of `role` on PrimeNetwork (it is AccessControlEnumerable)."""
+        members: list[str] = await read(self.prime.functions.getRoleMembers(role))
+        return members
+
+    async def is_slasher(self, address: str) -> bool:
+        return await self.has_role(SLASHER_ROLE, address)
+
+    async def grant_role(self, admin: Transactor, role: bytes, account: str) -> TxReceipt:
+        """The role's admin: FEDERATOR_ROLE for VALIDATOR_ROLE and SLASHER_ROLE."""
+        return await admin.send(self.prime.functions.grantRole(role, checksum(account)))
+
+    async def revoke_role(self, admin: Transactor, role: bytes, account: str) -> TxReceipt:
+        return await admin.send(self.prime.functions.revokeRole(role, checksum(account)))
+
     # --- federator ---------------------------------------------------------------------------------
 
     async def set_stake_minimum(self, federator: Transactor, per_compute_unit: int) -> TxReceipt:
@@ -170,6 +195,17 @@ class Network:
 
     async def set_unbonding_period(self, federator: Transactor, seconds: int) -> TxReceipt:
         return await federator.send(self.prime.functions.setUnbondingPeriod(seconds))
+
+    async def set_treasury(self, federator: Transactor, treasury: str) -> TxReceipt:
+        """Where slashed stake goes (not zero, not a contract of this deployment)."""
+        return await federator.send(self.prime.functions.setTreasury(checksum(treasury)))
+
+    async def set_slash_limits(self, federator: Transactor, limits: SlashLimits) -> TxReceipt:
+        """`limits.period_s` must be 1..365 days (`InvalidSlashPeriod` otherwise)."""
+        call = self.prime.functions.setSlashLimits(
+            limits.per_call, limits.per_provider_per_period, limits.per_network_per_period, limits.period_s
+        )
+        return await federator.send(call)
 
     async def create_domain(self, federator: Transactor, name: str, parameters_uri: str = "") -> int:
         receipt = await federator.send(self.prime.functions.createDomain(name, parameters_uri))
@@ -208,8 +244,18 @@ class Network:
     async def invalidate_node(self, validator: Transactor, provider: str, node: str) -> TxReceipt:
         return await validator.send(self.prime.functions.invalidateNode(checksum(provider), checksum(node)))
 
-    async def slash(self, validator: Transactor, provider: str, amount: int, reason: bytes) -> TxReceipt:
-        return await validator.send(self.prime.functions.slash(checksum(provider), amount, reason))
+    # --- slasher -----------------------------------------------------------------------------------
+
+    async def slash(self, slasher: Transactor, provider: str, amount: int, reason: bytes) -> int:
+        """SLASHER_ROLE. Takes up to `amount` of the provider's stake for the treasury; returns what was taken.
+
+        Refusals arrive decoded: `AccessControlUnauthorizedAccount` (not a slasher, e.g. a validator key),
+        `TreasuryNotSet`, `InvalidSlashReason` (empty or over 1024 bytes), `SlashExceedsCallCap`,
+        `SlashExceedsProviderPeriodCap`, `SlashExceedsNetworkPeriodCap`, `ProviderNotRegistered`.
+        """
+        receipt = await slasher.send(self.prime.functions.slash(checksum(provider), amount, reason))
+        (event,) = self.events(self.prime, "ProviderSlashed", receipt)
+        return int(event["amount"])
 
     # --- pool creator or compute manager -----------------------------------------------------------
 
@@ -301,6 +347,22 @@ class Network:
 
     async def unbonding_period(self) -> int:
         value: int = await read(self.stake_manager.functions.getUnbondingPeriod())
+        return value
+
+    async def treasury(self) -> str | None:
+        """The treasury slashed stake goes to; None while the federator has not set one (slashing refused)."""
+        address: str = await read(self.prime.functions.treasury())
+        return None if int(address, 16) == 0 else address
+
+    async def slash_limits(self) -> SlashLimits:
+        per_call, per_provider, per_network, period = await read(self.prime.functions.getSlashLimits())
+        return SlashLimits(
+            per_call=per_call, per_provider_per_period=per_provider, per_network_per_period=per_network, period_s=period
+        )
+
+    async def slash_allowance(self, provider: str) -> int:
+        """The most one slash of `provider` may ask for now (the caps less what the open windows used)."""
+        value: int = await read(self.prime.functions.getSlashAllowance(checksum(provider)))
         return value
 
     async def stake_minimum(self) -> int:

@@ -3,7 +3,11 @@
 Order: AIToken -> PrimeNetwork(federator, validator, token) -> ComputeRegistry(network) ->
 DomainRegistry(network) -> StakeManager(network, token, unbonding period) ->
 ComputePool(network, registry, domains, stake manager) -> PrimeNetwork.setModules(...) ->
-PrimeNetwork.setStakeMinimum(...) (when the deployer is also the federator).
+PrimeNetwork.setStakeMinimum(...) and, when given, setTreasury, setSlashLimits and grantRole(SLASHER_ROLE, ...)
+(when the deployer is also the federator; otherwise the federator does these itself).
+
+Slashing is off on a fresh deployment (no treasury, zero caps, no slasher): a deployment only slashes once its
+federator has chosen where the tokens go, how much one key may take, and which key that is.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from collections.abc import Callable
 from eth_account.signers.local import LocalAccount
 
 from primenet.chain.artifacts import load_artifact
-from primenet.chain.contracts import Network
+from primenet.chain.contracts import Network, SlashLimits
 from primenet.chain.deployment import Deployment
 from primenet.chain.errors import ChainError
+from primenet.chain.roles import SLASHER_ROLE
 from primenet.chain.rpc import Web3, checksum
 from primenet.chain.tx import Transactor
 
@@ -42,9 +47,16 @@ async def deploy(
     validator: str | None = None,
     unbonding_period_s: int = DEFAULT_UNBONDING_PERIOD_S,
     stake_minimum: int = DEFAULT_STAKE_MINIMUM,
+    treasury: str | None = None,
+    slash_limits: SlashLimits | None = None,
+    slasher: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Deployment:
-    """Deploy and wire a fresh set of contracts; `federator` and `validator` default to the deployer."""
+    """Deploy and wire a fresh set of contracts; `federator` and `validator` default to the deployer.
+
+    `treasury`, `slash_limits` and `slasher` (SLASHER_ROLE) are set only when given, and only when the deployer is
+    the federator (the one account allowed to); each left unset keeps slashing refused.
+    """
     tx = Transactor(w3, deployer)
     federator = checksum(federator or deployer.address)
     validator = checksum(validator or deployer.address)
@@ -84,6 +96,17 @@ async def deploy(
     if federator == deployer.address:
         await bound.set_stake_minimum(tx, stake_minimum)
         progress(f"stake minimum set to {stake_minimum} per compute unit")
+        if treasury is not None:
+            await bound.set_treasury(tx, treasury)
+            progress(f"treasury set to {checksum(treasury)}")
+        if slash_limits is not None:
+            await bound.set_slash_limits(tx, slash_limits)
+            progress(f"slash limits set: {slash_limits}")
+        if slasher is not None:
+            await bound.grant_role(tx, SLASHER_ROLE, slasher)
+            progress(f"SLASHER_ROLE granted to {checksum(slasher)}")
     else:
         progress(f"the federator {federator} must set the stake minimum (primenet chain set-min-stake)")
+        if treasury is not None or slash_limits is not None or slasher is not None:
+            progress(f"the federator {federator} must set the treasury, the slash limits and the slasher")
     return deployment

@@ -14,6 +14,7 @@ from eth_abi.abi import decode
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from primenet.chain.artifacts import CONTRACTS, abi_type, load_artifact
+from primenet.chain.roles import role_name
 from primenet.core.errors import PrimenetError
 
 PANIC_REASONS = {
@@ -39,12 +40,15 @@ class ContractRevertError(ChainError):
         self.error = error
         self.args_by_name = args
         self.function = function
-        shown = ", ".join(f"{key}={_show(value)}" for key, value in args.items())
+        shown = ", ".join(f"{key}={_show(value, key)}" for key, value in args.items())
         where = f"{function} reverted: " if function else "reverted: "
         super().__init__(f"{where}{error}({shown})")
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, key: str = "") -> str:
+    # A role argument (`neededRole` of AccessControlUnauthorizedAccount) reads better by name than as 32 bytes.
+    if isinstance(value, bytes) and key.lower().endswith("role") and (name := role_name(value)) is not None:
+        return name
     if isinstance(value, bytes):
         return "0x" + value.hex()
     return repr(value) if isinstance(value, str) and not value.startswith("0x") else str(value)

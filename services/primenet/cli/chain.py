@@ -20,11 +20,12 @@ from eth_account.signers.local import LocalAccount
 from rich.table import Table
 from web3.types import TxReceipt
 
-from primenet.chain.contracts import Network
+from primenet.chain.contracts import Network, SlashLimits
 from primenet.chain.deploy import DEFAULT_UNBONDING_PERIOD_S, deploy, is_live
 from primenet.chain.deployment import Deployment, DeploymentError
 from primenet.chain.errors import ChainError
 from primenet.chain.pool_setup import PoolSetup, ensure_pool
+from primenet.chain.roles import SLASHER_ROLE
 from primenet.chain.rpc import Web3, checksum, connect
 from primenet.cli.output import console, fail, progress
 from primenet.core.keys import PrivateKeyError, account_from_key, load_key
@@ -34,7 +35,7 @@ KEY_ENV = "PRIMENET_PRIVATE_KEY"
 UNITS = 10**18
 
 chain_app = typer.Typer(
-    help="Deploy the contracts and run admin operations (mint, whitelist, domains, pools, ejection).",
+    help="Deploy the contracts and run admin operations (mint, whitelist, domains, pools, ejection, slashing).",
     no_args_is_help=True,
 )
 
@@ -413,6 +414,108 @@ def blacklist_node(
         return _receipt(receipt, pool_id=pool, node=node)
 
     _send(ctx, as_json, "node blacklisted", action)
+
+
+# --- slashing --------------------------------------------------------------------------------------
+
+
+@chain_app.command("set-treasury")
+def set_treasury(
+    ctx: typer.Context,
+    treasury: Annotated[str, address_argument("Account that receives slashed stake.")],
+    as_json: AsJson = False,
+) -> None:
+    """Set where slashed stake goes; slashing is refused until this is set (key: federator)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.set_treasury(network.transactor(key), treasury)
+        return _receipt(receipt, treasury=treasury)
+
+    _send(ctx, as_json, "treasury set", action)
+
+
+@chain_app.command("set-slash-limits")
+def set_slash_limits(
+    ctx: typer.Context,
+    per_call: Annotated[int, typer.Option(parser=tokens, metavar="AMOUNT", help="Most one slash may take, in AI.")],
+    per_provider: Annotated[
+        int, typer.Option(parser=tokens, metavar="AMOUNT", help="Most one provider may lose per period, in AI.")
+    ],
+    per_network: Annotated[
+        int, typer.Option(parser=tokens, metavar="AMOUNT", help="Most all providers may lose per period, in AI.")
+    ],
+    period: Annotated[int, typer.Option(min=1, help="Period length in seconds (at most 365 days).")] = 24 * 3600,
+    as_json: AsJson = False,
+) -> None:
+    """Cap slashing per call, per provider per period and per network per period; 0 refuses (key: federator)."""
+    limits = SlashLimits(
+        per_call=per_call, per_provider_per_period=per_provider, per_network_per_period=per_network, period_s=period
+    )
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        receipt = await network.set_slash_limits(network.transactor(key), limits)
+        return _receipt(receipt, **asdict(limits))
+
+    _send(ctx, as_json, "slash limits set", action)
+
+
+@chain_app.command("grant-slasher")
+def grant_slasher(
+    ctx: typer.Context,
+    account: Annotated[str, address_argument("Account to receive SLASHER_ROLE.")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the role away instead.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Grant (or with --revoke, revoke) SLASHER_ROLE, the one role that may slash (key: federator)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        change = network.revoke_role if revoke else network.grant_role
+        receipt = await change(network.transactor(key), SLASHER_ROLE, account)
+        return _receipt(receipt, account=account, slasher=await network.is_slasher(account))
+
+    _send(ctx, as_json, "SLASHER_ROLE revoked" if revoke else "SLASHER_ROLE granted", action)
+
+
+@chain_app.command()
+def slash(
+    ctx: typer.Context,
+    provider: Annotated[str, address_argument("Provider to slash.")],
+    amount: Amount,
+    reason: Annotated[str, typer.Option(help="Why (1-1024 bytes of UTF-8); recorded in the events.")],
+    as_json: AsJson = False,
+) -> None:
+    """Take stake from a provider for the treasury, within the caps (key: a SLASHER_ROLE holder)."""
+
+    async def action(network: Network, key: LocalAccount) -> dict[str, Any]:
+        taken = await network.slash(network.transactor(key), provider, amount, reason.encode())
+        return {
+            "provider": provider,
+            "slashed": taken,
+            "treasury": await network.treasury(),
+            "stake_left": await network.stake_of(provider),
+            "allowance_left": await network.slash_allowance(provider),
+        }
+
+    _send(ctx, as_json, "slashed", action)
+
+
+@chain_app.command("slash-info")
+def slash_info(
+    ctx: typer.Context,
+    provider: Annotated[str | None, address_option("Also show what one slash of this provider may take now.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The treasury, the slash limits, the SLASHER_ROLE holders and, with --provider, its allowance."""
+
+    async def read(network: Network) -> dict[str, Any]:
+        slashers = await network.role_members(SLASHER_ROLE)
+        result = {"treasury": await network.treasury(), **asdict(await network.slash_limits()), "slashers": slashers}
+        if provider is not None:
+            result["provider"] = provider
+            result["allowance"] = await network.slash_allowance(provider)
+        return result
+
+    _print(_with_network(ctx.obj, read), as_json, "slashing")
 
 
 @chain_app.command()

@@ -16,6 +16,8 @@ ROLES = {
     "orchestrator": 2,  # compute manager of pool 0: signs invites, ejects dead nodes
     "provider": 3,  # a GPU provider: stakes, registers nodes, joins pools
     "node": 4,  # the demo miner's node key
+    "slasher": 5,  # holds SLASHER_ROLE (granted by the federator): slashes within the devnet's caps
+    "treasury": 6,  # receives slashed stake (set by the federator); holds no role
 }
 
 

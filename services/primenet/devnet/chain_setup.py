@@ -1,10 +1,14 @@
-"""The devnet's chain: deploy the contracts (once per Anvil), then domain 0 and pool 0, and fund the roles."""
+"""The devnet's chain: deploy the contracts (once per Anvil), then domain 0 and pool 0, and fund the roles.
+
+Slashing is set up as an operator would: the treasury and the slasher are their own dev accounts (never the
+validator), and the caps are small next to the provider's funds.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from primenet.chain.contracts import Network
+from primenet.chain.contracts import Network, SlashLimits
 from primenet.chain.deploy import deploy, is_live
 from primenet.chain.deployment import Deployment
 from primenet.chain.pool_setup import ensure_pool
@@ -16,6 +20,9 @@ DEVNET_UNBONDING_PERIOD_S = 600  # short, so the whole exit path can be tried on
 DEVNET_STAKE_MINIMUM = TOKEN  # one token per compute unit
 PROVIDER_FUNDS = 100_000 * TOKEN
 POOL_REQUIREMENTS = ""  # the devnet pool takes any node, GPU or not, so the demo runs anywhere
+DEVNET_SLASH_LIMITS = SlashLimits(
+    per_call=10 * TOKEN, per_provider_per_period=20 * TOKEN, per_network_per_period=100 * TOKEN, period_s=24 * 3600
+)
 
 
 async def prepare_chain(
@@ -37,6 +44,9 @@ async def prepare_chain(
             validator=role_account("validator").address,
             unbonding_period_s=DEVNET_UNBONDING_PERIOD_S,
             stake_minimum=DEVNET_STAKE_MINIMUM,
+            treasury=role_account("treasury").address,
+            slash_limits=DEVNET_SLASH_LIMITS,
+            slasher=role_account("slasher").address,
             progress=progress,
         )
         network = Network(w3, deployment)
