@@ -132,7 +132,8 @@ class InviteRequest(Wire):
 
 
 class Heartbeat(Wire):
-    """Miner -> orchestrator `POST /heartbeat`, signed by the node key (audience "orchestrator")."""
+    """Miner -> orchestrator `POST /heartbeat`, signed by the node key for its pool's orchestrator
+    (`core.auth.orchestrator_audience`)."""
 
     address: str = Field(pattern=ADDRESS_PATTERN, description="the node's address (the signer)")
     task_id: str | None = Field(None, max_length=64)
