@@ -32,6 +32,7 @@ PAGES = {
     "docs/miner.md",
     "docs/orchestrator.md",
     "docs/provisioning.md",
+    "docs/security.md",
     "docs/validator.md",
     "services/images/README.md",
 }

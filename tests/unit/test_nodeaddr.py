@@ -19,6 +19,7 @@ from primenet.core.nodeaddr import (
     parse_ip,
 )
 from primenet.discovery.settings import DiscoverySettings
+from primenet.miner.settings import MinerSettings
 
 NODE = "0x" + "ab" * 20
 
@@ -81,7 +82,7 @@ def test_a_global_address_is_global() -> None:
     ],
 )
 def test_anything_but_a_plain_ip_literal_is_refused(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"IP address|zone ids"):
         parse_ip(text)
     with pytest.raises(AddressRefusedError) as refused:
         AddressPolicy(allow_loopback=True, allow_private=True).check(text)
@@ -107,9 +108,7 @@ def test_the_record_model_keeps_only_canonical_ips() -> None:
 
 def test_the_policy_allows_only_what_it_names() -> None:
     strict, devnet, lan = AddressPolicy(), AddressPolicy(allow_loopback=True), AddressPolicy(allow_private=True)
-    refused = {
-        text: kind for text, kind in CLASSES.items() if kind not in (AddressClass.GLOBAL, AddressClass.LOOPBACK)
-    }
+    refused = {text: kind for text, kind in CLASSES.items() if kind not in (AddressClass.GLOBAL, AddressClass.LOOPBACK)}
     for text, kind in refused.items():
         for policy in (strict, devnet) if kind is AddressClass.PRIVATE else (strict, devnet, lan):
             with pytest.raises(AddressRefusedError) as caught:
@@ -138,7 +137,7 @@ def test_urls_are_built_from_parts() -> None:
         ("10.0.0.5", 80, "/invite?x=1"),
         ("10.0.0.5", 80, "/a#b"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"not an IP address|out of range|not a plain absolute path"):
             node_url(ip, port, path)
 
 
@@ -154,3 +153,10 @@ def test_the_settings_name_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRIMENET_ALLOW_LOOPBACK_NODES", "true")
     monkeypatch.setenv("PRIMENET_ALLOW_PRIVATE_NODES", "1")
     assert DiscoverySettings().node_addresses() == AddressPolicy(allow_loopback=True, allow_private=True)
+
+
+def test_a_miner_publishes_an_ip_literal_or_auto() -> None:
+    assert MinerSettings(public_ip="auto").public_ip == "auto"
+    assert MinerSettings(public_ip="::ffff:127.0.0.2").public_ip == "127.0.0.2"
+    with pytest.raises(ValidationError, match="not an IP address"):
+        MinerSettings(public_ip="gpu-7.example")

@@ -99,7 +99,7 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
         raise ReplyEncodingError(f"the reply is {encoding}-encoded; only identity is accepted")
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise ReplyTooLargeError(f"the reply declares {declared} bytes, more than the {max_bytes} accepted")
+        raise ReplyTooLargeError(f"the reply declares {declared} bytes, more than the {max_bytes} bytes accepted")
     chunks: list[bytes] = []
     seen = 0
     async for chunk in response.aiter_raw():

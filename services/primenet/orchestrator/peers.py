@@ -95,7 +95,7 @@ class MinerClient:
             self.addresses.check(ip)
             url = node_url(ip, port, path)
         except (AddressRefusedError, ValueError) as exc:
-            raise PeerError(f"miner {node} at {ip}:{port} not called: {exc}", code="address_refused") from None
+            raise PeerError(f"miner {node} at {ip!r} port {port} not called: {exc}", code="address_refused") from None
         auth = RequestSigner(self.account, audience=node.lower(), chain_id=self.chain_id)
         headers = {"content-type": "application/json"} if content is not None else {}
         deadline_s = timeout_s if timeout_s is not None else self.timeout_s
