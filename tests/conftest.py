@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from primenet.devnet.local import Devnet, DevnetSettings, DevnetState
 from primenet.devnet.processes import free_port
 
 TIERS = ("unit", "integration", "e2e")
+
+# Every test node runs on this machine and publishes a 127.0.0.x address, as on the devnet: the services' settings
+# (built in-process here, or started as processes that inherit this environment) accept loopback nodes. The tests
+# of the address policy itself pass `allow_loopback_nodes=False` explicitly.
+os.environ["PRIMENET_ALLOW_LOOPBACK_NODES"] = "true"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -126,6 +126,8 @@ class StackConfig(_Section):
     public_url: str | None = None
     timers: Timers = Field(default_factory=Timers)
     challenge_n: int = Field(256, ge=1, le=16384)
+    allow_loopback_nodes: bool = Field(False, description="services accept node records with a loopback IP (dev)")
+    allow_private_nodes: bool = Field(False, description="services accept node records with a private IP (LAN)")
     wait_timeout_s: int = Field(180, ge=10, le=3600, description="how long `pulumi up` waits for one container")
     redis_password: SecretStr
     admin_token: SecretStr

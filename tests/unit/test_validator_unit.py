@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from primenet.cli.validator import validator_app
 from primenet.core.discovery_client import ListedNode
 from primenet.core.models import ComputeSpecs, GpuDevice, NodeRecord
-from primenet.validator.challenger import ChallengeResult, Outcome, claimed_gpu, miner_url
+from primenet.core.nodeaddr import AddressPolicy, AddressRefusedError
+from primenet.validator.challenger import ChallengeResult, Outcome, Target, claimed_gpu
 from primenet.validator.policy import NodeState, RetryPolicy, Step, backoff_s, decide
 from primenet.validator.settings import FailureAction, ValidatorSettings
 from primenet.validator.verifier import DEFAULT_TABLE
@@ -110,10 +111,17 @@ def test_the_cpu_default_challenge_is_allowed_seconds_not_milliseconds() -> None
     assert settings.challenge_deadline_s > allowed
 
 
-def test_miner_urls_bracket_ipv6() -> None:
-    assert miner_url("10.0.0.5", 8091) == "http://10.0.0.5:8091"
-    assert miner_url("::1", 8091) == "http://[::1]:8091"
-    assert miner_url("gpu-7.example", 80) == "http://gpu-7.example:80"
+def test_targets_bracket_ipv6_and_pass_the_address_policy() -> None:
+    def record(ip: str) -> NodeRecord:
+        return NodeRecord(node=NODE, provider=NODE, ip=ip, port=8091, pool_id=0, specs=ComputeSpecs())
+
+    lan = AddressPolicy(allow_loopback=True, allow_private=True)
+    assert Target.of(record("10.0.0.5"), lan).url == "http://10.0.0.5:8091"
+    assert Target.of(record("::1"), lan).url == "http://[::1]:8091"
+    with pytest.raises(AddressRefusedError, match="loopback"):
+        Target.of(record("127.0.0.1"), AddressPolicy())
+    with pytest.raises(AddressRefusedError, match="link_local"):
+        Target.of(record("169.254.169.254"), lan)
 
 
 def test_a_listed_node_parses_from_discoverys_public_shape_with_extra_fields() -> None:

@@ -69,6 +69,9 @@ class ServiceContext:
             "PRIMENET_CHAIN_ID": str(config.chain_id),
             "PRIMENET_DEPLOYMENT_FILE": DEPLOYMENT_FILE,
             "PRIMENET_SECRETS_DIR": SECRETS_DIR,
+            # Which node IPs discovery accepts and the validator and orchestrator connect to (global ones always).
+            "PRIMENET_ALLOW_LOOPBACK_NODES": str(config.allow_loopback_nodes).lower(),
+            "PRIMENET_ALLOW_PRIVATE_NODES": str(config.allow_private_nodes).lower(),
         }
         shared_secrets: dict[str, pulumi.Input[str]] = {
             f"{SECRETS_DIR}/primenet_redis_url": self.redis.url,

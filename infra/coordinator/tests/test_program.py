@@ -195,6 +195,8 @@ def test_services_are_wired_to_each_other_and_to_the_bootstrap_result(anvil: Pro
         "PRIMENET_RPC_URL": "http://127.0.0.1:8545",
         "PRIMENET_SECRETS_DIR": "/run/secrets/primenet",
         "PRIMENET_HOST": "0.0.0.0",
+        "PRIMENET_ALLOW_LOOPBACK_NODES": "false",  # node addresses: global only, unless the stack says otherwise
+        "PRIMENET_ALLOW_PRIVATE_NODES": "false",
     }
     discovery, orchestrator, validator = (env(container(anvil, p)) for p in ("discovery", "orchestrator", "validator"))
     assert discovery == {**shared, "PRIMENET_PORT": "8089"}
@@ -400,6 +402,9 @@ def test_the_dev_stack_file_is_a_valid_config() -> None:
     result = run_program(RecordingMocks(), {**values, **SECRETS}, secret_keys=SECRET_KEYS, stack="dev")
     assert env(container(result, "discovery"))["PRIMENET_HOST"] == "127.0.0.1"
     assert result.outputs["containers"][0].startswith("primenet-dev-")
+    for part in ("discovery", "orchestrator", "validator"):  # its miners run on the host and publish 127.0.0.x
+        assert env(container(result, part))["PRIMENET_ALLOW_LOOPBACK_NODES"] == "true"
+        assert env(container(result, part))["PRIMENET_ALLOW_PRIVATE_NODES"] == "false"
 
 
 # --- external chain ---------------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ async def _challenge_one(
             listed = await discovery.node(node)
         if listed is None:
             raise DiscoveryError(f"discovery has no record of {node}")
-        target = Target.of(listed.record)
+        target = Target.of(listed.record, settings.node_addresses())
     else:
         target = Target(node=node, url=url, claimed_gpu=CPU_MODEL)
     if gpu is not None:

@@ -59,6 +59,7 @@ class DiscoveryReader:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.timeout_s = timeout_s
+        self.skipped_records = 0  # listed records left out because they do not parse (see `_listing`)
         self.http = httpx.AsyncClient(
             base_url=url.rstrip("/"),
             auth=RequestSigner(account, audience=audience, chain_id=chain_id),
@@ -87,10 +88,18 @@ class DiscoveryReader:
     async def _listing(self, path: str, params: dict[str, str]) -> tuple[list[ListedNode], str]:
         body = await self._get(path, params, self.timeout_s)
         try:
-            nodes = [ListedNode.parse(item) for item in body["nodes"]]
-            return nodes, str(body["cursor"])
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            items, cursor = list(body["nodes"]), str(body["cursor"])
+        except (KeyError, TypeError, ValueError) as exc:
             raise DiscoveryError(f"unexpected listing from discovery ({path}): {exc}") from None
+        nodes: list[ListedNode] = []
+        for item in items:
+            try:
+                nodes.append(ListedNode.parse(item))
+            except (KeyError, TypeError, ValueError):  # ValidationError is a ValueError
+                # One record this version refuses (e.g. a host name as its IP, stored by an older discovery) is
+                # left out rather than failing the listing of every other node.
+                self.skipped_records += 1
+        return nodes, cursor
 
     async def node(self, address: str) -> ListedNode | None:
         """One node's listing entry (the validator listing is the record a validator may read)."""

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from primenet.core.nodeaddr import canonical_ip
+
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 
 
@@ -53,7 +55,11 @@ class NodeRecord(Wire):
 
     node: str = Field(pattern=ADDRESS_PATTERN, description="the node key's address")
     provider: str = Field(pattern=ADDRESS_PATTERN)
-    ip: str = Field(min_length=2, max_length=64, description="address the miner's API is reachable at")
+    ip: str = Field(
+        min_length=2,
+        max_length=64,
+        description="IPv4 or IPv6 literal the miner's API is reachable at (no host name); stored canonical",
+    )
     port: int = Field(ge=1, le=65535)
     pool_id: int = Field(ge=0, le=2**63)
     specs: ComputeSpecs
@@ -62,6 +68,14 @@ class NodeRecord(Wire):
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.lower()
+
+    @field_validator("ip")
+    @classmethod
+    def _canonical_ip(cls, value: str) -> str:
+        # One spelling per address: `010.0.0.1`, `::ffff:10.0.0.1` or a host name cannot dodge the per-IP limit,
+        # and nothing but an address can reach the URLs built from it. Which ranges are allowed is a policy of
+        # the services (`primenet.core.nodeaddr.AddressPolicy`), not of the wire format.
+        return canonical_ip(value)
 
 
 class TaskState(enum.StrEnum):

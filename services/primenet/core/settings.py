@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from primenet.core.auth import AuthPolicy
 from primenet.core.keys import SecretError, read_secret_file
+from primenet.core.nodeaddr import AddressPolicy
 
 SECRETS_DIR_ENV = "PRIMENET_SECRETS_DIR"
 
@@ -29,6 +30,17 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = "info"
     auth: AuthPolicy = Field(default_factory=AuthPolicy)
+    allow_loopback_nodes: bool = Field(
+        False,
+        description="accept and connect to node records whose IP is loopback (the devnet and the tests set it)",
+    )
+    allow_private_nodes: bool = Field(
+        False, description="accept and connect to node records whose IP is private (10/8, fc00::/7, ...)"
+    )
+
+    def node_addresses(self) -> AddressPolicy:
+        """Which node IPs this service accepts (discovery) or connects to (validator, orchestrator)."""
+        return AddressPolicy(allow_loopback=self.allow_loopback_nodes, allow_private=self.allow_private_nodes)
 
 
 def settings_from_secrets_dir(cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> dict[str, str]:

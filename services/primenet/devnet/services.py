@@ -88,6 +88,8 @@ class ServiceLauncher:
             "PRIMENET_DEPLOYMENT_FILE": c.deployment_file,
             "PRIMENET_DISCOVERY_URL": self.url("discovery"),
             "PRIMENET_LOG_LEVEL": "info",
+            # The devnet's miners run on this machine and publish a loopback IP; a real network refuses them.
+            "PRIMENET_ALLOW_LOOPBACK_NODES": "true",
             **extra,
         }
 

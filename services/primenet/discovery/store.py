@@ -7,7 +7,8 @@ Key layout (prefix `disc` by default):
     disc:nodes              zset   every node, scored by created_at (stable listing order)
     disc:pool:<pool id>     set    nodes whose record names that pool
     disc:provider:<addr>    set    nodes of a provider (a whitelist change touches them all)
-    disc:ip:<ip>            set    nodes that gave this IP (the per-IP limit counts the active ones)
+    disc:ip:<ip>            set    nodes that gave this IP (the per-IP limit counts the active ones); the key
+                                   is `nodeaddr.ip_limit_key`: the IPv4 address, or the /64 of an IPv6 one
     disc:feed               stream change feed: fields type, node, pool_id, data (JSON)
     disc:sync               hash   block (last chain block applied), synced_at
 
@@ -22,12 +23,13 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
 from primenet.core.errors import PrimenetError
 from primenet.core.models import FeedEvent, FeedPage, NodeRecord
+from primenet.core.nodeaddr import ip_limit_key
 
 FLAGS = ("validated", "active", "whitelisted", "blacklisted")
 
@@ -88,7 +90,8 @@ class DiscoveryStore:
         return f"{self.prefix}:provider:{provider.lower()}"
 
     def ip_key(self, ip: str) -> str:
-        return f"{self.prefix}:ip:{ip}"
+        """The set of nodes counted against `ip`'s limit (one per IPv4 address, one per IPv6 /64)."""
+        return f"{self.prefix}:ip:{ip_limit_key(ip)}"
 
     # --- reads ---------------------------------------------------------------------------------------
 
@@ -96,8 +99,14 @@ class DiscoveryStore:
     def _decode(raw: Mapping[str, str]) -> StoredNode | None:
         if not raw:
             return None
+        try:
+            record = NodeRecord.model_validate_json(raw["record"])
+        except ValidationError:
+            # Written by an older version that took any string as the IP (a host name): unusable now. Read as
+            # absent, so the node's next upload (which must be valid) replaces it instead of failing on it.
+            return None
         return StoredNode(
-            record=NodeRecord.model_validate_json(raw["record"]),
+            record=record,
             created_at=float(raw["created_at"]),
             updated_at=float(raw["updated_at"]),
             **{flag: raw.get(flag) == "1" for flag in FLAGS},
@@ -143,9 +152,12 @@ class DiscoveryStore:
         return int(await self.redis.zcard(self.nodes_key))
 
     async def active_on_ip(self, ip: str, *, excluding: str) -> int:
+        """Active nodes other than `excluding` counted against `ip` (the same IPv4 address, or IPv6 /64)."""
+        key = ip_limit_key(ip)
         members = cast(set[str], await self.redis.smembers(self.ip_key(ip)))
         others = [node for node in members if node != excluding.lower()]
-        return sum(1 for stored in await self.get_many(others) if stored.active and stored.record.ip == ip)
+        stored_nodes = await self.get_many(others)
+        return sum(1 for stored in stored_nodes if stored.active and ip_limit_key(stored.record.ip) == key)
 
     # --- writes --------------------------------------------------------------------------------------
 
@@ -193,7 +205,7 @@ class DiscoveryStore:
             pipe.zadd(self.nodes_key, {record.node: created}, nx=True)
             if current is not None and current.record.pool_id != record.pool_id:
                 pipe.srem(self.pool_key(current.record.pool_id), record.node)
-            if current is not None and current.record.ip != record.ip:
+            if current is not None and self.ip_key(current.record.ip) != self.ip_key(record.ip):
                 pipe.srem(self.ip_key(current.record.ip), record.node)
             if current is not None and current.record.provider != record.provider:
                 pipe.srem(self.provider_key(current.record.provider), record.node)

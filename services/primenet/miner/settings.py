@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 from eth_account.signers.local import LocalAccount
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from primenet.core.keys import account_from_key, load_key
+from primenet.core.nodeaddr import canonical_ip
 from primenet.core.settings import ServiceSettings
 
 PROVIDER_KEY_ENV = "PRIMENET_PROVIDER_KEY"
@@ -51,6 +52,12 @@ class MinerSettings(ServiceSettings):
     challenge_backend: ChallengeBackend = Field("auto", description="matmul backend for challenges")
     challenge_state_ttl_s: float = Field(900.0, gt=0, description="how long a round-1 product waits for round 2")
     max_pending_challenges: int = Field(2, ge=1, description="round-1 products kept in memory at most")
+
+    @field_validator("public_ip")
+    @classmethod
+    def _ip_or_auto(cls, value: str) -> str:
+        # Discovery takes only IP literals (no host names): say so at start, not at the first upload.
+        return value if value == "auto" else canonical_ip(value)
 
     @property
     def published_port(self) -> int:

@@ -37,7 +37,13 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     discovery = DiscoveryReader(
         settings.discovery_url, manager, chain_id=deployment.chain_id, audience=settings.discovery_audience
     )
-    miners = MinerClient(manager, chain_id=deployment.chain_id, timeout_s=settings.miner_timeout_s)
+    miners = MinerClient(
+        manager,
+        chain_id=deployment.chain_id,
+        timeout_s=settings.miner_timeout_s,
+        addresses=settings.node_addresses(),
+        max_reply_bytes=settings.miner_max_reply_bytes,
+    )
     orchestrator = Orchestrator(
         settings=settings, store=store, network=network, manager=manager, discovery=discovery, miners=miners
     )

@@ -3,7 +3,9 @@
     monitor     lists the pool's nodes at discovery (signed GET /api/pool/{id}), then long-polls the change feed
                 (GET /api/events?pool_id=); `reset`, a flags change and every `resync_interval_s` re-list
     inviter     every Discovered node validated on chain gets a signed EIP-712 invite, up to `invite_concurrency`
-                at once; a failure only backs that node off (doubling), it never stops the round
+                at once, each in its own task: a round only starts them, so a slow miner (its call is bounded by
+                `miner_timeout_s`) delays only its own invite, never the next round; a failure only backs that
+                node off (doubling)
     health      silence -> Unhealthy -> Dead; Waiting too long -> Discovered; Dead and still in the pool -> ejectNode
     scheduler   recomputes assignments (`decide.schedule`) on every change, when a lost node's grace ends, and at
                 least every `schedule_interval_s`; nodes whose assignment changed are nudged to beat at once
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import structlog
 from eth_account.signers.local import LocalAccount
@@ -121,6 +125,7 @@ class Orchestrator:
         )
         self.changed = asyncio.Event()  # set on anything the scheduler should react to at once
         self.invites = asyncio.Semaphore(settings.invite_concurrency)
+        self.inviting: dict[str, asyncio.Task[None]] = {}  # invites in flight, by node: one at a time per node
         self._nudges: set[asyncio.Task[None]] = set()
 
     async def moved(self, address: str, to: NodeStatus, previous: NodeStatus | None) -> None:
@@ -189,7 +194,7 @@ class Orchestrator:
 
     # --- loops --------------------------------------------------------------------------------------------
 
-    async def every(self, name: str, interval_s: float, body: Callable[[], Awaitable[None]]) -> None:
+    async def every(self, name: str, interval_s: float, body: Callable[[], Awaitable[object]]) -> None:
         while True:
             try:
                 await body()
@@ -204,7 +209,11 @@ class Orchestrator:
         await self.every("health", self.settings.heartbeat_interval_s / 2, self.health_pass)
 
     async def run_inviter(self) -> None:
-        await self.every("inviter", self.settings.invite_interval_s, self.invite_round)
+        try:
+            await self.every("inviter", self.settings.invite_interval_s, self.invite_round)
+        finally:
+            for task in list(self.inviting.values()):
+                task.cancel()
 
     async def run_scheduler(self) -> None:
         try:
@@ -305,13 +314,37 @@ class Orchestrator:
 
     # --- inviter ------------------------------------------------------------------------------------------
 
-    async def invite_round(self) -> None:
+    async def invite_round(self) -> list[asyncio.Task[None]]:
+        """Start an invite for each due Discovered node that has none in flight; returns the tasks started.
+
+        It does not wait for them: each invite is its own task (see `invite`), so one miner that answers slowly
+        holds only its own invite (and one of `invite_concurrency` slots, for at most `miner_timeout_s`).
+        """
+        # Taken before the store is read: an invite that ends after this point is skipped even though the row
+        # read below may predate its outcome, so no node is invited twice on a stale row.
+        busy = set(self.inviting)
         now = self.clock()
-        due = [node for node in await self.store.with_status(NodeStatus.DISCOVERED) if node.next_invite_at <= now]
+        due = [
+            node
+            for node in await self.store.with_status(NodeStatus.DISCOVERED)
+            if node.next_invite_at <= now and node.address not in busy and node.address not in self.inviting
+        ]
         if not due:
-            return
+            return []
         domain_id = (await self.network.pool(self.settings.pool_id)).domain_id
-        await asyncio.gather(*(self.invite(node, domain_id) for node in due), return_exceptions=True)
+        started = []
+        for node in due:
+            task = asyncio.create_task(self.invite(node, domain_id), name=f"invite-{node.address}")
+            self.inviting[node.address] = task
+            task.add_done_callback(functools.partial(self._invite_done, node.address))
+            started.append(task)
+        return started
+
+    def _invite_done(self, address: str, task: asyncio.Task[None]) -> None:
+        if self.inviting.get(address) is task:
+            del self.inviting[address]
+        if not task.cancelled() and task.exception() is not None:  # e.g. Redis down while recording the outcome
+            self.stats.failed("inviter", cast(BaseException, task.exception()))
 
     async def invite(self, node: NodeRow, domain_id: int) -> None:
         async with self.invites:

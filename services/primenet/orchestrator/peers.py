@@ -1,5 +1,9 @@
 """The orchestrator's calls to miners (invite, task logs, task restart, nudge), signed by the compute manager key.
 
+A miner is whoever holds a node key, so every call is bounded (`primenet.core.peerhttp.bounded_call`): its
+address must pass the address policy before anything is sent (`address_refused`), the whole call has one deadline
+(`timeout_s`, or the nudge's own), and the reply is read up to `max_reply_bytes`. Each failure is a `PeerError`.
+
 Discovery, its other peer, is read through `primenet.core.discovery_client`.
 """
 
@@ -13,6 +17,10 @@ from eth_account.signers.local import LocalAccount
 from primenet.core.auth import RequestSigner
 from primenet.core.errors import PrimenetError
 from primenet.core.models import InviteRequest
+from primenet.core.nodeaddr import AddressPolicy, AddressRefusedError, node_url
+from primenet.core.peerhttp import PeerCallError, PeerReply, bounded_call
+
+DEFAULT_MAX_REPLY_BYTES = 8 << 20  # a log tail of MAX_LOG_LINES long lines fits; nothing else comes close
 
 
 class PeerError(PrimenetError, RuntimeError):
@@ -24,7 +32,7 @@ class PeerError(PrimenetError, RuntimeError):
         self.code = code
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str]:
+def _error_of(response: PeerReply) -> tuple[str, str]:
     try:
         error = response.json()["error"]
         return str(error["code"]), str(error["message"])
@@ -33,12 +41,27 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
 
 
 class MinerClient:
-    """Requests to one miner's API; the audience is the node's own address, as the miner requires."""
+    """Requests to miners' APIs; the audience is the node's own address, as the miner requires.
 
-    def __init__(self, account: LocalAccount, *, chain_id: int, timeout_s: float) -> None:
+    `timeout_s` bounds each whole call; `addresses` says which node IPs may be called at all (strict by default:
+    global addresses only); `max_reply_bytes` caps what is read of a reply.
+    """
+
+    def __init__(
+        self,
+        account: LocalAccount,
+        *,
+        chain_id: int,
+        timeout_s: float,
+        addresses: AddressPolicy | None = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    ) -> None:
         self.account = account
         self.chain_id = chain_id
-        self.http = httpx.AsyncClient(timeout=timeout_s)
+        self.timeout_s = timeout_s
+        self.addresses = addresses or AddressPolicy()
+        self.max_reply_bytes = max_reply_bytes
+        self.http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -68,26 +91,38 @@ class MinerClient:
         params: dict[str, str] | None = None,
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        host = f"[{ip}]" if ":" in ip else ip
+        try:
+            self.addresses.check(ip)
+            url = node_url(ip, port, path)
+        except (AddressRefusedError, ValueError) as exc:
+            raise PeerError(f"miner {node} at {ip!r} port {port} not called: {exc}", code="address_refused") from None
         auth = RequestSigner(self.account, audience=node.lower(), chain_id=self.chain_id)
         headers = {"content-type": "application/json"} if content is not None else {}
+        deadline_s = timeout_s if timeout_s is not None else self.timeout_s
         try:
-            response = await self.http.request(
+            response = await bounded_call(
+                self.http,
                 method,
-                f"http://{host}:{port}{path}",
+                url,
+                deadline_s=deadline_s,
+                max_bytes=self.max_reply_bytes,
+                auth=auth,
                 content=content,
                 params=params,
                 headers=headers,
-                auth=auth,
-                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+                timeout=deadline_s,
             )
+        except PeerCallError as exc:
+            raise PeerError(f"miner {node} at {url}: {exc}", code="bad_reply") from None
         except httpx.HTTPError as exc:
-            raise PeerError(f"miner {node} at {host}:{port} unreachable: {type(exc).__name__}: {exc}") from None
+            raise PeerError(f"miner {node} at {url} unreachable: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 400:
             code, message = _error_of(response)
             raise PeerError(f"{code}: {message}", status=response.status_code, code=code)
         try:
-            body: dict[str, Any] = response.json()
+            body = response.json()
         except ValueError:
             raise PeerError(f"miner {node}: {path} answered with something other than JSON") from None
+        if not isinstance(body, dict):
+            raise PeerError(f"miner {node}: {path} answered with JSON that is not an object")
         return body

@@ -42,7 +42,12 @@ class OrchestratorSettings(ServiceSettings):
     invite_interval_s: float = Field(2.0, gt=0, description="how often Discovered nodes are looked for")
     invite_retry_base_s: float = Field(5.0, gt=0, description="wait after a failed invite; doubles with each failure")
     invite_retry_max_s: float = Field(300.0, gt=0, description="longest wait between invites of one node")
-    miner_timeout_s: float = Field(30.0, gt=0, description="one request to a miner (an invite waits for a join tx)")
+    miner_timeout_s: float = Field(
+        30.0, gt=0, description="deadline of one whole call to a miner, reply included (an invite waits for a join tx)"
+    )
+    miner_max_reply_bytes: int = Field(
+        8 << 20, ge=1024, description="largest reply body read from a miner; a larger one fails the call"
+    )
 
     feed_timeout_s: float = Field(25.0, ge=0, le=30, description="long-poll wait on discovery's change feed")
     resync_interval_s: float = Field(300.0, gt=0, description="full re-listing of the pool's nodes this often")

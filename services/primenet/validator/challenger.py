@@ -6,24 +6,29 @@ Two signed rounds (`POST /challenge/commit`, then `POST /challenge/open`), timed
 commitment's arrival time is taken the moment its response is read, and the reveal (which discloses r and the
 rows to open) is sent only after that. The answer is judged by `primenet.validator.verifier.verify`.
 
+The miner is not trusted to answer politely: its address must pass the validator's address policy before anything
+is sent (`ChallengeClient.target_of`), each round has one deadline for the whole call, reply included (a miner
+trickling bytes is `late_answer` at the deadline, not whenever it stops), and each reply is read up to a cap sized
+for its message (a larger one is `malformed`, cut off without being held).
+
 Three outcomes, kept apart because they lead to different actions:
   accepted   the verdict is ok
   rejected   the verdict names a cheating or failing node (its `Reason`); a timeout is `late_answer`, and a body
              that is not the expected message is `malformed`: both are the miner's doing
   failed     the challenge could not run: `unreachable` (no connection), `refused` (the miner answered with an
-             HTTP error, e.g. our signature was not accepted or it was busy); the loop adds its own
-             (`RunFailure`). Nothing is known about the node; it is retried without counting a rejection.
+             HTTP error, e.g. our signature was not accepted or it was busy), `address_refused` (its record names
+             an address the policy forbids: nothing was sent); the loop adds its own (`RunFailure`). Nothing is
+             known about the node; it is retried without counting a rejection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -32,9 +37,17 @@ from pydantic import BaseModel, Field, ValidationError
 
 from primenet.core.auth import RequestSigner
 from primenet.core.challenge.derive import derive_matrices
-from primenet.core.challenge.wire import Commitment, Matrix, MatrixDtype, Opening
+from primenet.core.challenge.wire import Commitment, Matrix, MatrixDtype, Opening, opening_size_bytes
 from primenet.core.errors import PrimenetError
 from primenet.core.models import ComputeSpecs, NodeRecord
+from primenet.core.nodeaddr import AddressPolicy, node_url
+from primenet.core.peerhttp import (
+    DeadlineExceededError,
+    PeerReply,
+    ReplyEncodingError,
+    ReplyTooLargeError,
+    bounded_call,
+)
 from primenet.validator.settings import ValidatorSettings
 from primenet.validator.verifier import (
     DEFAULT_TABLE,
@@ -55,6 +68,7 @@ COMMIT_PATH = "/challenge/commit"
 OPEN_PATH = "/challenge/open"
 CPU_MODEL = "cpu"
 _MARGIN_S = 1.0  # read timeouts run this much past a deadline, so a late answer is judged rather than guessed
+COMMITMENT_MAX_BYTES = 64 << 10  # a Commitment is a few hundred bytes (its longest field, `backend`, is 256 chars)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -70,6 +84,7 @@ class RunFailure(enum.StrEnum):
 
     UNREACHABLE = "unreachable"  # no connection, or it broke
     REFUSED = "refused"  # the miner answered with an HTTP error
+    ADDRESS_REFUSED = "address_refused"  # its record's IP is one the address policy forbids; nothing was sent
     STAKE_BELOW_MINIMUM = "stake_below_minimum"  # the loop does not challenge nodes validateNode would refuse
     CHAIN_ERROR = "chain_error"  # reading the chain or sending validateNode failed
 
@@ -99,8 +114,11 @@ class Target:
     claimed_gpu: str
 
     @classmethod
-    def of(cls, record: NodeRecord) -> Target:
-        return cls(node=record.node, url=miner_url(record.ip, record.port), claimed_gpu=claimed_gpu(record.specs))
+    def of(cls, record: NodeRecord, addresses: AddressPolicy) -> Target:
+        """The target `record` names; `AddressRefusedError` when `addresses` forbids its IP."""
+        addresses.check(record.ip)
+        url = node_url(record.ip, record.port).rstrip("/")  # a base URL: the rounds' paths are joined to it
+        return cls(node=record.node, url=url, claimed_gpu=claimed_gpu(record.specs))
 
 
 def claimed_gpu(specs: ComputeSpecs) -> str:
@@ -111,14 +129,6 @@ def claimed_gpu(specs: ComputeSpecs) -> str:
     a node with several GPUs is timed as one of them.
     """
     return specs.gpus[0].model if specs.gpus else CPU_MODEL
-
-
-def miner_url(ip: str, port: int) -> str:
-    try:
-        host = f"[{ip}]" if ipaddress.ip_address(ip).version == 6 else ip
-    except ValueError:  # a host name
-        host = ip
-    return f"http://{host}:{port}"
 
 
 class _Stop(PrimenetError):  # noqa: N818 - control flow inside `ChallengeClient.run`, never escapes it
@@ -147,6 +157,7 @@ class ChallengeClient:
             audience=settings.miner_audience,
             table=table,
             ledger=ledger,
+            addresses=settings.node_addresses(),
         )
 
     def __init__(
@@ -164,8 +175,10 @@ class ChallengeClient:
         ledger: ChallengeLedger | None = None,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        addresses: AddressPolicy | None = None,
     ) -> None:
-        """`audience`: what signed requests are addressed to; None: each miner's node address."""
+        """`audience`: what signed requests are addressed to; None: each miner's node address. `addresses`: which
+        node IPs `target_of` accepts (default: global ones only)."""
         self.account = account
         self.chain_id = chain_id
         self.n, self.dtype = n, dtype
@@ -176,6 +189,12 @@ class ChallengeClient:
         self.ledger = ledger
         self.clock = clock
         self.transport = transport
+        self.addresses = addresses or AddressPolicy()
+
+    def target_of(self, record: NodeRecord) -> Target:
+        """The target a discovery record names, if this client's address policy allows its IP (else
+        `AddressRefusedError`, before any connection)."""
+        return Target.of(record, self.addresses)
 
     def issue(self) -> IssuedChallenge:
         return new_challenge(
@@ -195,13 +214,28 @@ class ChallengeClient:
             async with httpx.AsyncClient(
                 base_url=target.url, auth=signer, timeout=timeout, transport=self.transport
             ) as http:
-                commitment = await self._post(http, COMMIT_PATH, challenge.model_dump(mode="json"), Commitment)
+                commitment = await self._post(
+                    http,
+                    COMMIT_PATH,
+                    challenge.model_dump(mode="json"),
+                    Commitment,
+                    deadline_s=self.deadline_s + _MARGIN_S,
+                    max_bytes=COMMITMENT_MAX_BYTES,
+                )
                 committed_at = self.clock()
                 backend = commitment.backend
                 # Round 2's deadline counts from the commitment's arrival, so its timeout does too.
                 round2 = httpx.Timeout(self.reveal_deadline_s + _MARGIN_S, connect=self.connect_timeout_s)
+                opened = reveal(issued)
+                bound = opening_size_bytes(challenge.n, challenge.dtype, len(opened.rows))
                 opening = await self._post(
-                    http, OPEN_PATH, reveal(issued).model_dump(mode="json"), Opening, limits=round2
+                    http,
+                    OPEN_PATH,
+                    opened.model_dump(mode="json"),
+                    Opening,
+                    deadline_s=self.reveal_deadline_s + _MARGIN_S,
+                    max_bytes=bound + bound // 4 + (64 << 10),  # room for another JSON encoder's spacing
+                    limits=round2,
                 )
                 opened_at = self.clock()
             verdict = await asyncio.to_thread(
@@ -246,17 +280,23 @@ class ChallengeClient:
         path: str,
         body: object,
         model: type[ModelT],
+        *,
+        deadline_s: float,
+        max_bytes: int,
         limits: httpx.Timeout | None = None,
     ) -> ModelT:
+        """One round: the whole call (reply read to its end) within `deadline_s`, the reply at most `max_bytes`."""
+        timeout: dict[str, Any] = {} if limits is None else {"timeout": limits}
         try:
-            if limits is None:
-                response = await http.post(path, json=body)
-            else:
-                response = await http.post(path, json=body, timeout=limits)
+            response = await bounded_call(
+                http, "POST", path, deadline_s=deadline_s, max_bytes=max_bytes, json=body, **timeout
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise _Stop(Outcome.FAILED, RunFailure.UNREACHABLE, f"{path}: cannot connect: {_describe(exc)}") from None
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, DeadlineExceededError):
             raise _Stop(Outcome.REJECTED, Reason.LATE_ANSWER, f"{path}: no answer before the deadline") from None
+        except (ReplyTooLargeError, ReplyEncodingError) as exc:
+            raise _Stop(Outcome.REJECTED, Reason.MALFORMED, f"{path}: {exc}") from None
         except httpx.HTTPError as exc:
             raise _Stop(Outcome.FAILED, RunFailure.UNREACHABLE, f"{path}: {_describe(exc)}") from None
         if response.status_code >= 400:
@@ -297,10 +337,10 @@ def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _error(response: httpx.Response) -> str:
+def _error(response: PeerReply) -> str:
     """The miner's `{"error": {"code", "message"}}`, else the start of the body."""
     try:
         error = response.json()["error"]
         return f"{error['code']}: {error['message']}"
     except (ValueError, KeyError, TypeError):
-        return response.text[:200] or response.reason_phrase
+        return response.text[:200] or "(empty body)"

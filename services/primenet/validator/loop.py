@@ -27,7 +27,8 @@ from primenet.chain.errors import ChainError
 from primenet.chain.tx import Transactor
 from primenet.core.discovery_client import DiscoveryReader, ListedNode
 from primenet.core.models import FeedEvent, NodeRecord
-from primenet.validator.challenger import ChallengeClient, ChallengeResult, Outcome, RunFailure, Target
+from primenet.core.nodeaddr import AddressRefusedError
+from primenet.validator.challenger import ChallengeClient, ChallengeResult, Outcome, RunFailure, claimed_gpu
 from primenet.validator.policy import NodeState, RetryPolicy, Step, decide, failed_again
 from primenet.validator.settings import FailureAction
 from primenet.validator.store import ValidatorStore
@@ -217,7 +218,20 @@ class ValidatorLoop:
         if info is None or info.is_validated:  # left the registry, or validated already (discovery lags)
             self._drop(node)
             return
-        target = Target.of(record)
+        try:
+            target = self.client.target_of(record)
+        except AddressRefusedError as exc:  # discovery should have refused it; never connect to it regardless
+            result = ChallengeResult(
+                node=node,
+                url=f"{record.ip}:{record.port}",
+                claimed_gpu=claimed_gpu(record.specs),
+                outcome=Outcome.FAILED,
+                reason=RunFailure.ADDRESS_REFUSED,
+                detail=str(exc),
+                at=now,
+            )
+            await self._conclude(node, info.provider, state, result)
+            return
         required = await self.network.minimum_stake(info.provider, 0)
         stake = await self.network.stake_of(info.provider)
         if stake < required:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from prometheus_client import Counter
 
 from primenet.core.models import NodeRecord
+from primenet.core.nodeaddr import AddressRefusedError, ip_limit_key
 from primenet.core.params import AddressPath
 from primenet.core.requirements import RequirementsError, parse
 from primenet.discovery.deps import AnySigner, ChainViewDep, SettingsDep, SignerOrAdmin, StoreDep, ValidatorSigner
@@ -38,9 +39,19 @@ def listing(nodes: list[str], cursor: str) -> Response:
 async def put_node(
     record: NodeRecord, signer: AnySigner, view: ChainViewDep, store: StoreDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Register or update the signing node's record (checked against the chain and the pool)."""
+    """Register or update the signing node's record (checked against the chain and the pool).
+
+    The record's `ip` must be an IP literal (the model refuses anything else with 422 `invalid_request`) in a
+    range the settings allow: loopback, private, link-local, multicast, reserved and unspecified addresses get
+    422 `address_refused` (loopback and private ones are allowed by `allow_loopback_nodes` /
+    `allow_private_nodes`), so validators and orchestrators are never pointed at them.
+    """
     if signer.address != record.node:
         raise refuse(403, "signer_not_node", f"signed by {signer.address}, but the record is for {record.node}")
+    try:
+        settings.node_addresses().check(record.ip)
+    except AddressRefusedError as exc:
+        raise refuse(422, "address_refused", f"ip: {exc}", {"reason": exc.reason}) from None
     pool = await view.pool(record.pool_id)
     if pool is None:
         raise refuse(422, "pool_not_found", f"pool {record.pool_id} does not exist on chain")
@@ -71,7 +82,7 @@ async def put_node(
             raise refuse(
                 409,
                 "ip_limit_reached",
-                f"{record.ip} already has {others} active node(s) (at most {settings.max_nodes_per_ip})",
+                f"{ip_limit_key(record.ip)} already has {others} active node(s) (at most {settings.max_nodes_per_ip})",
             )
         try:
             stored, result = await store.upsert(record, flags.as_dict(), expected=current)

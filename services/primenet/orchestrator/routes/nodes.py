@@ -67,6 +67,8 @@ async def node_ban(_: AdminOnly, node: KnownNode, store: StoreDep, orchestrator:
 def _miner_failure(exc: PeerError) -> ApiError:
     """The miner's answer as ours: "no task there" is a plain 404 for the caller; a miner that cannot be reached or
     refuses our signed request is a gateway failure (502), the caller's request was fine."""
+    if exc.code == "address_refused":  # its record names an address this orchestrator will not call
+        return ApiError(502, "miner_address_refused", str(exc))
     if exc.status is None:
         return ApiError(502, "miner_unreachable", str(exc))
     if exc.status == 404 and exc.code == "no_task":
