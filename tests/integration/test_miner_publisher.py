@@ -55,7 +55,9 @@ async def test_publisher_uploads_only_changes(devnet: DevnetState, new_node: New
     assert (first, unchanged, disk_noise, more_ram, moved) == ("registered", None, None, "updated", "updated")
 
 
-async def test_a_node_reads_its_own_record_or_learns_it_has_none(devnet: DevnetState, new_node: NewNode, tmp_path: Path) -> None:
+async def test_a_node_reads_its_own_record_or_learns_it_has_none(
+    devnet: DevnetState, new_node: NewNode, tmp_path: Path
+) -> None:
     # The stranger is on chain but never published: discovery has no record of it.
     node, stranger = await new_node(), await new_node()
     settings = DiscoverySettings(

@@ -7,7 +7,7 @@ The devnet's chain-only mode gives Anvil, Redis, the contracts, domain 0 and poo
 the orchestrator are then started by the devnet's own launcher, exactly as `primenet devnet up` starts them, and
 all of them, the whitelister included, are recorded in STATE_DIR/devnet.json: `primenet devnet down --state-dir
 STATE_DIR` stops every one. The miner is the role's, in the test host's Docker engine; its provider is Anvil's dev
-account 5, which the devnet knows nothing about (public keys: a local network only). `up` prints
+account 8, which the devnet knows nothing about (public keys: a local network only). `up` prints
 {"rpc_url", "discovery_url", "orchestrator_url", "deployment_file", "admin_token_file", "provider",
 "provider_key_file", "federator_key_file", "miner_port"}; run again, it starts nothing and prints the same.
 """
@@ -29,7 +29,7 @@ from primenet.devnet.local import Devnet, DevnetSettings, DevnetState
 from primenet.devnet.processes import ManagedProcess, free_port, spawn
 from primenet.devnet.services import LaunchConfig, ServiceLauncher, admin_token
 
-PROVIDER_ACCOUNT = 5
+PROVIDER_ACCOUNT = 8  # not one of the devnet roles (primenet.devnet.accounts.ROLES)
 SERVICES = ("discovery", "validator", "orchestrator")
 HEARTBEAT_INTERVAL_S = 2.0
 WHITELIST_TIMEOUT_S = 1800.0
