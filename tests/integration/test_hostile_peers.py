@@ -59,17 +59,16 @@ def invite_for(node: str) -> InviteRequest:
     )
 
 
-async def timed(call: Awaitable[Any], limit_s: float) -> tuple[Any, float]:
-    """`call`'s outcome (its value or the exception it raised) and how long it took; a hang past `limit_s` fails
-    the test instead of blocking it (the code before this fix hung here for minutes)."""
-    started = time.monotonic()
+async def settled(call: Awaitable[Any], limit_s: float) -> Any:
+    """`call`'s outcome (its value or the exception it raised); a hang past `limit_s` fails the test instead of
+    blocking it (the code before this fix hung here for minutes). A guard, not a measurement: the deadlines are
+    shown by the errors the clients give and by what the peers managed to send."""
     try:
-        outcome: Any = await asyncio.wait_for(call, limit_s)
+        return await asyncio.wait_for(call, limit_s)
     except TimeoutError:
         pytest.fail(f"the call was still running after {limit_s} s: no whole-call deadline")
     except Exception as exc:
-        outcome = exc
-    return outcome, time.monotonic() - started
+        return exc
 
 
 # --- the orchestrator's miner client -------------------------------------------------------------------------
@@ -80,12 +79,12 @@ async def test_a_trickling_miner_holds_an_orchestrator_call_only_until_its_deadl
     client = MinerClient(manager, chain_id=31337, timeout_s=1.5, addresses=LOOPBACK, max_reply_bytes=CAP)
     try:
         async with serving(behaviour) as peer:
-            outcome, took = await timed(client.invite("127.0.0.1", peer.port, invite_for(NODE)), 20)
+            outcome = await settled(client.invite("127.0.0.1", peer.port, invite_for(NODE)), 20)
     finally:
         await client.aclose()
     assert isinstance(outcome, PeerError), outcome
     assert "no complete reply within 1.5 s" in str(outcome)
-    assert 1.3 < took < 4.0, took
+    assert behaviour is trickle or peer.sent < 1000, "the body was read to its end: no deadline cut it off"
     assert peer.connections == 1
 
 
@@ -96,7 +95,7 @@ async def test_a_flooding_miner_is_cut_off_at_the_reply_cap(behaviour: Behaviour
     try:
         async with serving(behaviour) as peer:
             tracemalloc.reset_peak()
-            outcome, took = await timed(client.logs("127.0.0.1", peer.port, NODE, 10), 20)
+            outcome = await settled(client.logs("127.0.0.1", peer.port, NODE, 10), 20)
             _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -105,7 +104,6 @@ async def test_a_flooding_miner_is_cut_off_at_the_reply_cap(behaviour: Behaviour
     assert f"than the {CAP} bytes accepted" in str(outcome)
     assert peer.sent < MOST_SENT, f"the peer wrote {peer.sent} bytes: reading went on past the cap"
     assert peak < 16 << 20, f"{peak} bytes allocated at the peak: the reply was held, not cut off"
-    assert took < 10
 
 
 async def test_a_compressed_reply_is_refused_not_inflated() -> None:
@@ -137,14 +135,15 @@ def target(peer: Peer) -> Target:
 @pytest.mark.parametrize("behaviour", [trickle, trickle_body], ids=["head", "body"])
 async def test_a_trickling_miner_is_a_late_answer_at_the_challenge_deadline(behaviour: Behaviour) -> None:
     async with serving(behaviour) as peer:
-        result, took = await timed(challenge_client().run(target(peer)), 20)
+        result = await settled(challenge_client().run(target(peer)), 20)
+    # Every single read succeeded within 0.2 s: only a whole-call deadline makes this a late answer.
     assert (result.outcome, result.reason) == (Outcome.REJECTED, "late_answer"), result
-    assert took < 5.0, took  # deadline 1 s + 1 s margin, though every single read succeeded in 0.2 s
+    assert behaviour is trickle or peer.sent < 1000, "the body was read to its end"
 
 
 async def test_a_flooding_miner_is_malformed_and_cut_off_at_the_commitment_cap() -> None:
     async with serving(flood) as peer:
-        result, _ = await timed(challenge_client().run(target(peer)), 20)
+        result = await settled(challenge_client().run(target(peer)), 20)
     assert (result.outcome, result.reason) == (Outcome.REJECTED, "malformed"), result
     assert f"larger than the {COMMITMENT_MAX_BYTES} bytes" in result.detail
     assert peer.sent < MOST_SENT, f"the peer wrote {peer.sent} bytes"
@@ -170,7 +169,7 @@ async def test_an_opening_flood_is_cut_off_at_the_size_the_challenge_allows() ->
             await flood(peer, writer, body)
 
     async with serving(commit_then_flood) as peer:
-        result, _ = await timed(challenge_client().run(target(peer)), 20)
+        result = await settled(challenge_client().run(target(peer)), 20)
     assert [request.split(b" ")[1] for request in peer.requests] == [b"/challenge/commit", b"/challenge/open"]
     assert (result.outcome, result.reason) == (Outcome.REJECTED, "malformed"), result
     assert "/challenge/open" in result.detail
@@ -208,9 +207,9 @@ async def test_a_slow_miner_delays_only_its_own_invite(
                 )
                 await store.upsert_listed(listed, listed_at=now, now=now)
 
-            started, took = await timed(orchestrator.invite_round(), 2.0)  # the old round waited for every invite
+            started = await settled(orchestrator.invite_round(), 20)  # the old round waited for every invite
             assert len(started) == 2
-            assert took < 2.0
+            assert not all(invite.done() for invite in started), "the round waited for the invites it started"
 
             async def quick_invited() -> bool:
                 row = await store.node(quick_node.address.lower())
