@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from primenet.core.models import InviteRequest
+
 Behaviour = Callable[["Peer", asyncio.StreamWriter, bytes], Awaitable[None]]
 CHUNK = b" " * (64 << 10)
 
@@ -119,3 +121,16 @@ def answer(body: dict[str, Any], status: int = 200) -> Behaviour:
         await writer.drain()
 
     return reply
+
+
+def invite_for(node: str) -> InviteRequest:
+    """An invite for `node` to pool 0 whose signature no one checks: what a hostile miner is sent."""
+    return InviteRequest(
+        domain_id=0,
+        pool_id=0,
+        node=node,
+        nonce=1,
+        expiry=2**40,
+        signature="0x" + "11" * 65,
+        orchestrator_url="http://127.0.0.1:9",
+    )

@@ -20,10 +20,10 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from redis.asyncio import Redis
 
-from hostile import Behaviour, Peer, answer, declared_flood, flood, serving, trickle, trickle_body
+from hostile import Behaviour, Peer, answer, declared_flood, flood, invite_for, serving, trickle, trickle_body
 from primenet.chain.contracts import Network
 from primenet.core.discovery_client import DiscoveryReader
-from primenet.core.models import ComputeSpecs, InviteRequest, NodeRecord
+from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.core.nodeaddr import AddressPolicy
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import DevnetState
@@ -45,18 +45,6 @@ CAP = 1 << 20  # the reply cap these tests give the orchestrator's client
 SPECS = ComputeSpecs(cpu_model="test cpu", cpu_cores=2, ram_mib=4096, storage_path="/tmp", storage_free_gb=10.0)
 # However the kernel sizes loopback socket buffers, a cut-off reader lets through a few MB, never hundreds.
 MOST_SENT = 64 << 20
-
-
-def invite_for(node: str) -> InviteRequest:
-    return InviteRequest(
-        domain_id=0,
-        pool_id=0,
-        node=node,
-        nonce=1,
-        expiry=2**40,
-        signature="0x" + "11" * 65,
-        orchestrator_url="http://127.0.0.1:9",
-    )
 
 
 async def settled(call: Awaitable[Any], limit_s: float) -> Any:

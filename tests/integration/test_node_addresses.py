@@ -18,10 +18,10 @@ import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from hostile import answer, serving
+from hostile import answer, invite_for, serving
 from primenet.core.auth import RequestSigner
 from primenet.core.discovery_client import DiscoveryReader
-from primenet.core.models import ComputeSpecs, InviteRequest, NodeRecord
+from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.core.nodeaddr import AddressPolicy, AddressRefusedError
 from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account
@@ -164,18 +164,6 @@ async def test_the_ip_limit_counts_the_address_not_its_spelling(
     assert error(crowded) == (409, "ip_limit_reached")
     assert "2001:db8:5:5::/64" in crowded.json()["error"]["message"]
     assert (await put(url, third, record(third, "2001:db8:5:6::1"))).status_code == 200
-
-
-def invite_for(node: str) -> InviteRequest:
-    return InviteRequest(
-        domain_id=0,
-        pool_id=0,
-        node=node,
-        nonce=1,
-        expiry=2**40,
-        signature="0x" + "11" * 65,
-        orchestrator_url="http://127.0.0.1:9",
-    )
 
 
 async def test_the_orchestrator_never_calls_a_refused_address() -> None:
