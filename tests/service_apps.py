@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -25,21 +26,25 @@ def pool_audience(devnet: DevnetState, pool_id: int = 0) -> str:
     return orchestrator_audience(Deployment.load(Path(devnet.deployment_file)).address("ComputePool"), pool_id)
 
 
-def miner_app(devnet: DevnetState, rpc_url: str, tmp_path: Path) -> tuple[FastAPI, MinerSettings, LocalAccount]:
-    """A miner of a fresh node key under the devnet's provider, its loops idle (no discovery to publish to)."""
-    node = Account.create()
-    settings = MinerSettings(
-        host="127.0.0.1",
-        port=free_port(),
-        rpc_url=rpc_url,
-        deployment_file=Path(devnet.deployment_file),
-        discovery_url=f"http://127.0.0.1:{free_port()}",
-        pool_id=0,
-        storage_path=tmp_path / "storage",
-        state_dir=tmp_path / "state",
-        discovery_check_interval_s=3600,
-        challenge_backend="numpy",
-        role_cache_s=30,
-    )
+def miner_app(
+    devnet: DevnetState, rpc_url: str, tmp_path: Path, *, node: LocalAccount | None = None, **settings_changes: Any
+) -> tuple[FastAPI, MinerSettings, LocalAccount]:
+    """A miner of `node` (a fresh key if None) under the devnet's provider, its loops idle (no discovery to publish
+    to); `settings_changes` override the settings (e.g. `port`)."""
+    node = node or Account.create()
+    fields: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "rpc_url": rpc_url,
+        "deployment_file": Path(devnet.deployment_file),
+        "discovery_url": f"http://127.0.0.1:{free_port()}",
+        "pool_id": 0,
+        "storage_path": tmp_path / "storage",
+        "state_dir": tmp_path / "state",
+        "discovery_check_interval_s": 3600,
+        "challenge_backend": "numpy",
+        "role_cache_s": 30,
+    }
+    settings = MinerSettings(**(fields | settings_changes))
     keys = MinerKeys(provider=role_account("provider"), node=node)
     return create_miner(settings, keys, MINER_SPECS), settings, node

@@ -71,7 +71,7 @@ def read_stored(model: type[WireT], text: str) -> WireT | None:
 
 
 class GpuDevice(Wire):
-    index: int = Field(ge=0, description="NVML index on the host")
+    index: int = Field(ge=0, le=1024, description="NVML index on the host")
     model: str = Field(min_length=1, max_length=128, description="e.g. NVIDIA H100 80GB HBM3")
     memory_mib: int = Field(ge=0, le=10_000_000)
     uuid: str | None = Field(None, max_length=128)

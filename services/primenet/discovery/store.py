@@ -127,7 +127,7 @@ class DiscoveryStore:
             for node in nodes:
                 pipe.hgetall(self.node_key(node))
             rows = cast(list[dict[str, str]], await pipe.execute())
-        return [row for row in rows if _WHOLE_ROW <= row.keys()]
+        return [row for row in rows if row.keys() >= _WHOLE_ROW]
 
     async def listing_json(self, *, pool_id: int | None = None, validated: bool | None = None) -> list[str]:
         """Nodes as ready-made JSON objects, oldest first: listings of 10,000 nodes skip pydantic entirely.

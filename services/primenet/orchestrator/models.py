@@ -58,7 +58,7 @@ class StoredTask(TaskRequest):
 class AssignmentView(BaseModel):
     state: str
     details: TaskDetails | None = None
-    updated_at: float
+    updated_at: UnixTime
 
 
 class TaskView(StoredTask):
