@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
-from primenet.core.app import background, service_app
+from primenet.core.app import answer_chain_down, background, service_app
 from primenet.core.auth import RequestAuthenticator, cached, orchestrator_audience
 from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
@@ -65,6 +65,7 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
             await redis.aclose()
 
     app = service_app(title="primenet orchestrator", max_body_bytes=settings.auth.max_body_bytes, lifespan=lifespan)
+    answer_chain_down(app)
     # What `deps` reads, and nothing else.
     app.state.orchestrator = orchestrator
     app.state.store = store
