@@ -27,6 +27,7 @@ class CountingRpcProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.fault: str | None = None  # one of FAULTS; None forwards
+        self.fail_matching: str | None = None  # a request whose body contains this (e.g. an address) gets rpc_error
         self._lock = threading.Lock()
         self._seen: list[tuple[str, str]] = []  # (JSON-RPC method, 4-byte selector of an eth_call or "")
 
@@ -69,7 +70,8 @@ class CountingRpcProxy:
         await send({"type": "http.response.body", "body": content})
 
     async def _answer(self, payload: Any, body: bytes) -> tuple[int, bytes, bytes]:
-        if self.fault == "rpc_error":
+        matched = self.fail_matching is not None and self.fail_matching.lower() in body.decode().lower()
+        if self.fault == "rpc_error" or matched:
             items = payload if isinstance(payload, list) else [payload]
             errors = [
                 {"jsonrpc": "2.0", "id": item.get("id"), "error": {"code": -32603, "message": "backend unavailable"}}

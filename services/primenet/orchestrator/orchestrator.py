@@ -74,6 +74,10 @@ class HeartbeatRefusedError(PrimenetError):
         self.code = code
 
 
+class EjectionError(PrimenetError):
+    """Some Dead nodes could not be ejected this pass (the others were); the next pass tries them again."""
+
+
 @dataclass
 class LoopStat:
     last_run_at: float | None = None
@@ -410,12 +414,19 @@ class Orchestrator:
             if to is not None:
                 previous = await self.store.transition(node.address, to, now=now, expected=[node.status])
                 await self.moved(node.address, to, previous)
+        failed: list[str] = []
         if self.settings.eject_dead:
             for node in await self.store.with_status(NodeStatus.DEAD):
-                await self.eject(node)
+                try:
+                    await self.eject(node)
+                except Exception as exc:  # one failed ejection must not hold back the others: next pass retries
+                    failed.append(node.address)
+                    log.warning("ejection failed; retried next pass", node=node.address, error=str(exc)[:300])
         counts = await self.store.counts()
         for name, count in counts.items():
             NODES.labels(name).set(count)
+        if failed:  # the pass as a whole failed: /health and the loop's backoff say so
+            raise EjectionError(f"{len(failed)} ejection(s) failed, first {failed[0]}")
 
     async def eject(self, node: NodeRow) -> None:
         """Dead and still in the pool: eject on chain. Ejected means out of the pool either way, so a Dead node the
