@@ -139,6 +139,23 @@ async def place_everywhere(url: str, n: int) -> float:
         return time.perf_counter() - start
 
 
+async def heartbeats_with_appendfsync(
+    redis_url: str, policy: str, url: str, beats: list[Signed], in_flight: int
+) -> float:
+    """Signed heartbeats per second with Redis's `appendfsync` set to `policy` for the run (then restored)."""
+    redis = connect_redis(redis_url)
+    try:
+        before = str((await redis.config_get("appendfsync"))["appendfsync"])
+        await redis.config_set("appendfsync", policy)
+        try:
+            rate, _ = await closed_loop(url, beats, len(beats), in_flight)
+        finally:
+            await redis.config_set("appendfsync", before)
+    finally:
+        await redis.aclose()
+    return rate
+
+
 def start_orchestrator(env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
     process = spawn([str(Path(sys.executable).with_name("primenet")), "orchestrator"], log, env=env)
     wait_ready(process, answers_health(url), name="orchestrator", log_path=log, timeout_s=60)
@@ -350,6 +367,15 @@ def main() -> int:
                 f"{beat_rate:,.0f} /s ({beat_errors + health_errors} errors)",
             )
             figures.add("heartbeat / health", f"{ratio:.2f}", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
+            # What durability costs: the same heartbeats with Redis fsyncing once a second instead of before each
+            # reply (the devnet's and the Pulumi stack's `appendfsync always`).
+            now = time.time()
+            more = [heartbeat(nodes[i % args.n], now, audience) for i in range(count)]
+            relaxed_rate = asyncio.run(heartbeats_with_appendfsync(redis.url, "everysec", url, more, args.in_flight))
+            figures.add(
+                "POST /heartbeat, appendfsync always / everysec",
+                f"{beat_rate / relaxed_rate:.2f} ({relaxed_rate:,.0f} /s with everysec)",
+            )
 
             # (2) steady load: every node every `interval`, spread evenly, open loop
             per_node = max(1, int(args.duration / args.interval))

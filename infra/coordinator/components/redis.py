@@ -12,7 +12,8 @@ CONF_PATH = f"{SECRETS_DIR}/redis.conf"
 
 
 def redis_conf(password: str, port: int) -> str:
-    """redis.conf: loopback only, password required, AOF in /data (the volume)."""
+    """redis.conf: loopback only, password required, AOF in /data (the volume), fsynced before each reply so that
+    what a service acknowledged survives the host's crash, not only a restart."""
     return "\n".join(
         [
             f"bind {LOOPBACK}",
@@ -20,6 +21,7 @@ def redis_conf(password: str, port: int) -> str:
             "protected-mode yes",
             f"requirepass {password}",
             "appendonly yes",
+            "appendfsync always",
             "dir /data",
             "",
         ]

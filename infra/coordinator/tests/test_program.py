@@ -141,7 +141,7 @@ def test_redis_gets_its_config_only_as_a_secret_file(anvil: ProgramResult) -> No
     conf = uploads(redis)["/run/secrets/primenet/redis.conf"]
     lines = conf["content"].splitlines()
     assert f"requirepass {REDIS_PASSWORD}" in lines
-    assert {"bind 127.0.0.1", "port 6379", "appendonly yes", "dir /data"} <= set(lines)
+    assert {"bind 127.0.0.1", "port 6379", "appendonly yes", "appendfsync always", "dir /data"} <= set(lines)
     assert redis.is_secret("uploads.0.content")
     assert redis.inputs["volumes"] == [
         {"volumeName": "primenet-test-redis-data", "containerPath": "/data", "readOnly": False}
