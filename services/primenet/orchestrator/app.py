@@ -70,7 +70,12 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
             await reader.aclose()
             await redis.aclose()
 
-    app = service_app(title="primenet orchestrator", max_body_bytes=settings.auth.max_body_bytes, lifespan=lifespan)
+    app = service_app(
+        title="primenet orchestrator",
+        max_body_bytes=settings.auth.max_body_bytes,
+        lifespan=lifespan,
+        metrics=settings.metrics_exposure(),
+    )
     # What `deps` reads, and nothing else.
     app.state.orchestrator = orchestrator
     app.state.store = store
