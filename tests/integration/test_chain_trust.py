@@ -183,9 +183,7 @@ async def test_a_node_removed_on_chain_disappears_from_discovery(
         page = (await http.get("/api/events", params={"since": cursor, "timeout": 0})).json()
         metrics = (await http.get("/metrics/")).text
     removed = [event for event in page["events"] if event["type"] == "removed"]
-    assert [(event["node"], event["data"]) for event in removed] == [
-        (node.address.lower(), {"reason": "node_removed"})
-    ]
+    assert [(event["node"], event["data"]) for event in removed] == [(node.address.lower(), {"reason": "node_removed"})]
     assert 'primenet_discovery_removed_total{reason="node_removed"}' in metrics
     # Its miner cannot put it back: the chain does not back it.
     record = NodeRecord(node=node.address, provider=provider.address, ip="127.0.0.1", port=9, pool_id=0, specs=SPECS)

@@ -113,7 +113,8 @@ async def test_health_shows_loop_errors_only_to_the_admin(devnet: DevnetState, s
     assert "details" not in wrong.json(), "a wrong token is anonymous"
     assert privileged.status_code == anonymous.status_code
     error = error_of(privileged.json()["details"])
-    assert isinstance(error, str) and error, privileged.text
+    assert isinstance(error, str), privileged.text
+    assert error
     assert any(leak in error for leak in LEAKS), error
 
 
@@ -144,12 +145,14 @@ async def test_metrics_on_a_separate_listener_when_a_port_is_set(devnet: DevnetS
     assert "primenet_discovery_nodes" in separate.text
     assert health.status_code == 200
     # The listener went with the app.
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/metrics/", timeout=5)
+    async with httpx.AsyncClient(timeout=5) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/metrics/")
 
 
 async def test_metrics_stay_public_on_the_main_listener_by_default(devnet: DevnetState) -> None:
     with served(orchestrator_app(devnet)) as url:
-        response = httpx.get(f"{url}/metrics/", timeout=30)
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.get(f"{url}/metrics/")
     assert response.status_code == 200
     assert "primenet_orchestrator_heartbeats" in response.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -77,6 +78,11 @@ class Item(BaseModel):
     count: int
 
 
+async def chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
 async def test_every_error_path_uses_the_json_error_shape() -> None:
     app = service_app(title="t", max_body_bytes=64)
 
@@ -94,9 +100,13 @@ async def test_every_error_path_uses_the_json_error_shape() -> None:
             "method_not_allowed": await client.get("/items"),
             "body_too_large": await client.post("/items", content=b"x" * 65),
         }
+        # Streamed with no Content-Length into a route that parses a body: FastAPI turns a failed body read into
+        # a 400 of its own, which must still come out as 413.
+        streamed = await client.post("/items", content=chunks(b'{"count": 1}' + b" " * 100, size=16))
         ok = await client.post("/items", json={"count": 2})
     for code, response in cases.items():
         assert 400 <= response.status_code < 500, (code, response.status_code)
         assert response.json()["error"]["code"] == code
     assert cases["invalid_request"].json()["error"]["message"].startswith("body.count")
     assert ok.json() == {"count": 2}
+    assert (streamed.status_code, streamed.json()["error"]["code"]) == (413, "body_too_large")

@@ -6,11 +6,11 @@ Only the orchestrator and its clients speak these (the miner sees `core.models.T
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from primenet.core.models import ComputeSpecs, TaskDetails, TaskSpec, Wire
+from primenet.core.models import ComputeSpecs, TaskDetails, TaskSpec, UnixTime, Wire
 
 
 class NodeStatus(enum.StrEnum):
@@ -24,6 +24,7 @@ class NodeStatus(enum.StrEnum):
 
 
 TASK_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+MAX_TASK_NODES = 1_000_000
 
 
 class TaskRequest(Wire):
@@ -33,20 +34,15 @@ class TaskRequest(Wire):
     entrypoint: list[str] | None = Field(None, max_length=64)
     env: dict[str, str] = Field(default_factory=dict, max_length=256)
     gpus: int = Field(0, ge=0, le=64, description="GPUs per node")
-    nodes: int | Literal["all"] = Field(1, description="how many nodes run it, or every node that fits")
+    nodes: Annotated[int, Field(ge=1, le=MAX_TASK_NODES)] | Literal["all"] = Field(
+        1, description="how many nodes run it, or every node that fits"
+    )
     requirements: str = Field("", max_length=1024, description="core.requirements language; empty: none")
-
-    @field_validator("nodes")
-    @classmethod
-    def _at_least_one(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("nodes must be at least 1 or 'all'")
-        return value
 
 
 class StoredTask(TaskRequest):
     id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    created_at: float
+    created_at: UnixTime
 
     def spec(self) -> TaskSpec:
         return TaskSpec(
@@ -62,7 +58,7 @@ class StoredTask(TaskRequest):
 class AssignmentView(BaseModel):
     state: str
     details: TaskDetails | None = None
-    updated_at: float
+    updated_at: UnixTime
 
 
 class TaskView(StoredTask):
