@@ -7,6 +7,7 @@ orchestrator on uvicorn.
   route): before the fix the orchestrator never noticed and kept sending the task; now it loses it and is refused.
 - A node removed from the registry on chain by its provider: before the fix discovery kept serving its record;
   now the record is dropped, with a `removed` event in the feed.
+- A Waiting node beating while the chain is down gets 503 `chain_unavailable` and stays Waiting.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from redis.asyncio import Redis
 
@@ -35,7 +37,9 @@ from primenet.devnet.serve import serve_in_thread
 from primenet.discovery.app import create_app as create_discovery
 from primenet.discovery.settings import DiscoverySettings
 from primenet.orchestrator.app import create_app as create_orchestrator
+from primenet.orchestrator.models import NodeStatus
 from primenet.orchestrator.settings import OrchestratorSettings
+from primenet.orchestrator.store import OrchestratorStore
 from waiting import until, wait_for
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
@@ -196,3 +200,32 @@ async def test_a_node_removed_on_chain_disappears_from_discovery(
 
 async def _is(url: str, node: LocalAccount, wanted: str | None, *, negate: bool = False) -> bool:
     return (await status(url, node) == wanted) != negate
+
+
+async def test_a_waiting_node_beating_while_the_chain_is_down_gets_a_503_and_no_promotion(
+    devnet: DevnetState, redis_client: Redis
+) -> None:
+    """The chain cannot be read: the beat that needs it is refused as retryable, and the node is not guessed in."""
+    prefix = "tc" + secrets.token_hex(4)
+    node = Account.create()
+    store = OrchestratorStore(redis_client, prefix=prefix)
+    record = NodeRecord(node=node.address, provider=provider.address, ip="127.0.0.1", port=9, pool_id=0, specs=SPECS)
+    now = time.time()
+    await store.upsert_listed(record, listed_at=now, now=now)
+    await store.transition(node.address.lower(), NodeStatus.WAITING, now=now)
+    port = free_port()
+    settings = OrchestratorSettings(
+        redis_url=devnet.redis_url,
+        rpc_url="http://127.0.0.1:9",  # nothing listens: every chain call fails at once
+        deployment_file=Path(devnet.deployment_file),
+        discovery_url="http://127.0.0.1:9",
+        admin_token=TOKEN,
+        public_url=f"http://127.0.0.1:{port}",
+        key_prefix=prefix,
+    )
+    with serve_in_thread(create_orchestrator(settings, manager), port=port) as url:
+        reply = await beat(devnet, url, node)
+        assert reply.status_code == 503, reply.text
+        assert reply.json()["error"]["code"] == "chain_unavailable"
+        assert reply.headers["retry-after"]
+        assert await status(url, node) == "waiting_for_heartbeat"
