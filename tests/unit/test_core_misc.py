@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from pydantic import BaseModel
 from primenet.core.app import service_app
 from primenet.core.auth import allow_addresses, cached
 from primenet.core.errors import ApiError
+from primenet.core.files import write_atomically
 from primenet.core.keys import PrivateKeyError, account_from_key, load_key, read_key_file
 
 pytestmark = pytest.mark.unit
@@ -110,3 +113,16 @@ async def test_every_error_path_uses_the_json_error_shape() -> None:
     assert cases["invalid_request"].json()["error"]["message"].startswith("body.count")
     assert ok.json() == {"count": 2}
     assert (streamed.status_code, streamed.json()["error"]["code"]) == (413, "body_too_large")
+
+
+def test_atomic_write_replaces_whole_and_keeps_the_mode(tmp_path: Path) -> None:
+    target = tmp_path / "state" / "miner.json"
+    write_atomically(target, b"old")
+    stale = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    stale.write_bytes(b"left by a crash")
+    stale.chmod(0o644)
+    write_atomically(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not stale.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["miner.json"]

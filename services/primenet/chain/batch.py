@@ -17,7 +17,7 @@ from eth_abi.abi import decode, encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from primenet.chain.artifacts import abi_type, load_artifact
-from primenet.chain.errors import ChainError, ContractRevertError, decode_revert
+from primenet.chain.errors import ChainUnavailableError, ContractRevertError, decode_revert
 
 
 @dataclass(frozen=True)
@@ -74,16 +74,21 @@ class BatchReader:
         ]
         response = await self._http.post(self.rpc_url, json=payload)
         response.raise_for_status()
-        replies = {reply["id"]: reply for reply in response.json()}
+        try:
+            replies = {reply["id"]: reply for reply in response.json()}
+        except (ValueError, TypeError, KeyError):  # JSONDecodeError is a ValueError
+            raise ChainUnavailableError("the chain RPC answered a batch with something other than replies") from None
         results: list[tuple[Any, ...] | ContractRevertError] = []
         for i, r in enumerate(reads):
             reply = replies.get(i)
             if reply is None:
-                raise ChainError(f"{r.function.name}: the RPC batch reply lacks an answer")
+                raise ChainUnavailableError(f"{r.function.name}: the RPC batch reply lacks an answer")
             if "error" in reply:
                 data = reply["error"].get("data")
                 if not isinstance(data, str) or not data.startswith("0x"):
-                    raise ChainError(f"{r.function.name}: {reply['error'].get('message', reply['error'])}")
+                    # An error without revert data is the node's, not the contract's: its backend is down.
+                    message = reply["error"].get("message", reply["error"])
+                    raise ChainUnavailableError(f"{r.function.name}: {message}")
                 results.append(decode_revert(data, function=r.function.name))
             else:
                 results.append(r.function.decode(bytes.fromhex(reply["result"][2:])))

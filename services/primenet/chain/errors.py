@@ -15,7 +15,7 @@ from eth_utils.abi import function_signature_to_4byte_selector
 
 from primenet.chain.artifacts import CONTRACTS, abi_type, load_artifact
 from primenet.chain.roles import role_name
-from primenet.core.errors import PrimenetError
+from primenet.core.errors import PrimenetError, UpstreamUnavailableError
 
 PANIC_REASONS = {
     0x01: "assertion failed",
@@ -31,6 +31,11 @@ PANIC_REASONS = {
 
 class ChainError(PrimenetError, RuntimeError):
     """Any failure talking to the chain (unreachable RPC, rejected or failed transaction)."""
+
+
+class ChainUnavailableError(ChainError, UpstreamUnavailableError):
+    """The RPC answered with something that is not a JSON-RPC reply (an HTML page from a gateway, a cut-off body):
+    the chain is unreachable for now, as when the connection is refused."""
 
 
 class ContractRevertError(ChainError):

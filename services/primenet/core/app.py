@@ -14,9 +14,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
+from web3.exceptions import BadResponseFormat, Web3RPCError
 
 from primenet import __version__
-from primenet.core.errors import ApiError, error_response, install_error_handlers
+from primenet.core.errors import ApiError, UpstreamUnavailableError, error_response, install_error_handlers
 from primenet.core.limits import BodySizeLimit
 from primenet.core.metrics import AdminOnlyMetrics, MetricsExposure, metrics_listener
 
@@ -64,8 +65,17 @@ def from_state(field: str) -> Callable[[Request], Awaitable[Any]]:
     return read
 
 
-# What a web3/JSON-RPC call raises when the chain's node cannot be reached or does not answer in time.
-CHAIN_DOWN_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientError, httpx.HTTPError, asyncio.TimeoutError)
+# What a web3/JSON-RPC call raises when the chain's node cannot be reached, does not answer in time, answers with a
+# JSON-RPC error object (its backend is down) or with something that is not a JSON-RPC reply. A revert is none of
+# these (`ContractLogicError`): it is the contract's answer, and the routes map it to their own 4xx.
+CHAIN_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    aiohttp.ClientError,
+    httpx.HTTPError,
+    asyncio.TimeoutError,
+    Web3RPCError,
+    BadResponseFormat,
+    UpstreamUnavailableError,
+)
 
 
 def answer_chain_down(app: FastAPI, *more: type[Exception]) -> None:

@@ -21,6 +21,10 @@ class PrimenetError(Exception):
     """The root of every error primenet raises on purpose: `except PrimenetError` catches all of them."""
 
 
+class UpstreamUnavailableError(PrimenetError):
+    """A service this one depends on (the chain's RPC) gave no usable answer; the request can be retried."""
+
+
 class ApiError(PrimenetError):
     """A failure the client caused; rendered as a JSON error with its own stable code."""
 

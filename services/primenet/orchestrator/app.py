@@ -76,6 +76,7 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
         lifespan=lifespan,
         metrics=settings.metrics_exposure(),
     )
+    answer_chain_down(app)
     # What `deps` reads, and nothing else.
     app.state.orchestrator = orchestrator
     app.state.store = store
@@ -95,6 +96,5 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
         refusal_reason="is not a node of this orchestrator's pool",
     )
     app.state.admin_token = settings.admin_token
-    answer_chain_down(app)  # a beat that needs the chain while it is down: 503 chain_unavailable, retry
     app.include_router(router)
     return app

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from primenet.chain.errors import ChainError, ContractRevertError
+from primenet.chain.errors import ChainError, ChainUnavailableError, ContractRevertError
 from primenet.core.admin import AdminOnly
 from primenet.core.errors import ApiError
 from primenet.core.params import LogTail
@@ -56,6 +56,8 @@ async def node_ban(_: AdminOnly, node: KnownNode, store: StoreDep, orchestrator:
         )
     except ContractRevertError as exc:
         raise ApiError(409, "chain_refused", f"the pool contract refused blacklistNode: {exc}") from None
+    except ChainUnavailableError:
+        raise  # 503 chain_unavailable: retry later
     except ChainError as exc:
         raise ApiError(502, "chain_error", f"blacklistNode failed: {exc}") from None
     previous = await store.transition(node.address, NodeStatus.BANNED, now=time.time())
