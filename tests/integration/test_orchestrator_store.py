@@ -40,14 +40,14 @@ def store(redis_client: Redis) -> OrchestratorStore:
     return OrchestratorStore(redis_client, prefix="st" + uuid.uuid4().hex[:8])
 
 
-async def test_a_beat_makes_a_waiting_node_healthy_and_brings_its_assignment(store: OrchestratorStore) -> None:
+async def test_a_beat_makes_an_unhealthy_node_healthy_and_brings_its_assignment(store: OrchestratorStore) -> None:
     node = address(1)
-    await known(store, node, NodeStatus.WAITING)
+    await known(store, node, NodeStatus.UNHEALTHY)
     task = StoredTask(id=uuid.uuid4().hex, created_at=1.0, name="t", image="busybox")
     assert await store.create_task(task)
     await store.assign(node, task.id)
 
-    assert await beat(store, node, now=200.0) == (NodeStatus.WAITING, task.id)
+    assert await beat(store, node, now=200.0) == (NodeStatus.UNHEALTHY, task.id)
     row = await store.node(node)
     assert row is not None
     assert (row.status, row.status_since, row.last_heartbeat, row.task_state) == (
@@ -57,7 +57,7 @@ async def test_a_beat_makes_a_waiting_node_healthy_and_brings_its_assignment(sto
         "running",
     )
     assert await store.members(NodeStatus.HEALTHY) == {node}
-    assert await store.members(NodeStatus.WAITING) == set()
+    assert await store.members(NodeStatus.UNHEALTHY) == set()
     assert await store.silent(200.5) == [node]
     assert await store.silent(199.5) == []
 
@@ -74,7 +74,9 @@ async def test_banned_and_unknown_nodes_get_nothing_written(store: OrchestratorS
 
 
 async def test_a_node_outside_the_running_set_is_recorded_but_left_to_the_caller(store: OrchestratorStore) -> None:
-    for i, status in ((4, NodeStatus.DISCOVERED), (5, NodeStatus.DEAD), (6, NodeStatus.EJECTED)):
+    # A Waiting node too: only the chain (the caller reads it) may make it Healthy, never the beat alone.
+    statuses = ((4, NodeStatus.DISCOVERED), (5, NodeStatus.DEAD), (6, NodeStatus.EJECTED), (7, NodeStatus.WAITING))
+    for i, status in statuses:
         await known(store, address(i), status)
         assert await beat(store, address(i), now=400.0) == (status, None)
         row = await store.node(address(i))

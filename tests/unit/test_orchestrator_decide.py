@@ -11,7 +11,9 @@ from primenet.orchestrator.decide import (
     OnHeartbeat,
     TaskNeed,
     Thresholds,
+    after_pool_check,
     next_release,
+    on_chain,
     on_heartbeat,
     on_listing,
     on_silence,
@@ -27,7 +29,7 @@ GPU = ComputeSpecs(cpu_cores=4, ram_mib=8192, gpus=[GpuDevice(index=0, model="NV
 @pytest.mark.parametrize(
     ("status", "step"),
     [
-        (S.WAITING, OnHeartbeat.HEALTHY),
+        (S.WAITING, OnHeartbeat.AWAIT_JOIN),  # an invite reply proves nothing: the chain must show it joined
         (S.UNHEALTHY, OnHeartbeat.HEALTHY),
         (S.HEALTHY, OnHeartbeat.HEALTHY),
         (S.DISCOVERED, OnHeartbeat.CHECK_POOL),
@@ -38,6 +40,38 @@ GPU = ComputeSpecs(cpu_cores=4, ram_mib=8192, gpus=[GpuDevice(index=0, model="NV
 )
 def test_a_heartbeat_moves_each_status(status: S, step: OnHeartbeat) -> None:
     assert on_heartbeat(status) is step
+
+
+@pytest.mark.parametrize(
+    ("step", "in_pool", "wanted"),
+    [
+        (OnHeartbeat.AWAIT_JOIN, True, S.HEALTHY),
+        (OnHeartbeat.AWAIT_JOIN, False, None),  # still Waiting: no task, the invite timeout re-invites it
+        (OnHeartbeat.CHECK_POOL, True, S.HEALTHY),
+        (OnHeartbeat.CHECK_POOL, False, S.DISCOVERED),
+        (OnHeartbeat.REINVITE, False, S.DISCOVERED),
+    ],
+)
+def test_a_beat_that_needs_the_chain_follows_the_chain(step: OnHeartbeat, in_pool: bool, wanted: S | None) -> None:
+    assert after_pool_check(step, in_pool=in_pool) == wanted
+
+
+@pytest.mark.parametrize(
+    ("status", "in_pool", "blacklisted", "wanted"),
+    [
+        (S.HEALTHY, True, False, None),
+        (S.HEALTHY, False, False, S.EJECTED),  # left or ejected by another key: it loses its task
+        (S.UNHEALTHY, False, False, S.EJECTED),
+        (S.WAITING, False, False, None),  # may still be joining
+        (S.DISCOVERED, False, False, None),
+        (S.DEAD, False, False, None),  # the health pass marks it Ejected
+        (S.HEALTHY, False, True, S.BANNED),  # blacklisted on chain, by whoever
+        (S.DISCOVERED, False, True, S.BANNED),
+        (S.BANNED, False, True, None),
+    ],
+)
+def test_the_chain_overrides_our_status(status: S, in_pool: bool, blacklisted: bool, wanted: S | None) -> None:
+    assert on_chain(status, in_pool=in_pool, blacklisted=blacklisted) == wanted
 
 
 @pytest.mark.parametrize(

@@ -44,3 +44,12 @@ def admin_request(request: Request) -> None:
 
 
 AdminOnly = Annotated[None, Depends(admin_request)]
+
+
+def is_admin(request: Request) -> bool:
+    """Whether the request carries the app's admin token; never raises (for routes that only show more to admins)."""
+    try:
+        require_admin(bearer(request), getattr(request.app.state, "admin_token", None))
+    except ApiError:
+        return False
+    return True

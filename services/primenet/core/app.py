@@ -19,17 +19,38 @@ from web3.exceptions import BadResponseFormat, Web3RPCError
 from primenet import __version__
 from primenet.core.errors import ApiError, UpstreamUnavailableError, error_response, install_error_handlers
 from primenet.core.limits import BodySizeLimit
+from primenet.core.metrics import AdminOnlyMetrics, MetricsExposure, metrics_listener
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 GRACEFUL_STOP_S = 10  # a stop waits this long for requests in flight (long-polls included), then closes them
 
 
-def service_app(*, title: str, max_body_bytes: int, lifespan: Lifespan | None = None) -> FastAPI:
+def service_app(
+    *, title: str, max_body_bytes: int, lifespan: Lifespan | None = None, metrics: MetricsExposure | None = None
+) -> FastAPI:
+    """`metrics` (the settings' `metrics_exposure()`; default: public on this listener) says where `/metrics` is."""
+    exposure = metrics or MetricsExposure()
+    if exposure.port is not None:
+        lifespan = _with_metrics_listener(lifespan, exposure.host, exposure.port)
     app = FastAPI(title=title, version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.mount("/metrics", make_asgi_app())
+    if exposure.port is None:
+        app.mount("/metrics", AdminOnlyMetrics(app, make_asgi_app()) if exposure.require_admin else make_asgi_app())
     return app
+
+
+def _with_metrics_listener(inner: Lifespan | None, host: str, port: int) -> Lifespan:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with metrics_listener(host, port):
+            if inner is None:
+                yield
+            else:
+                async with inner(app):
+                    yield
+
+    return lifespan
 
 
 def from_state(field: str) -> Callable[[Request], Awaitable[Any]]:

@@ -219,7 +219,7 @@ class FeedEvent(BaseModel):
     """One change in discovery's feed. Readers ignore fields added later (no `extra="forbid"` here)."""
 
     cursor: str
-    type: str = Field(description="registered, updated or flags_changed")
+    type: str = Field(description="registered, updated, flags_changed or removed")
     node: str
     pool_id: int | None = None
     data: dict[str, Any] = Field(default_factory=dict)

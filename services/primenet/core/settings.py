@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from primenet.core.auth import AuthPolicy
 from primenet.core.keys import SecretError, read_secret_file
+from primenet.core.metrics import MetricsExposure
 from primenet.core.nodeaddr import AddressPolicy
 
 SECRETS_DIR_ENV = "PRIMENET_SECRETS_DIR"
@@ -37,6 +38,18 @@ class ServiceSettings(BaseSettings):
     allow_private_nodes: bool = Field(
         False, description="accept and connect to node records whose IP is private (10/8, fc00::/7, ...)"
     )
+
+    metrics_host: str = Field("127.0.0.1", description="address of the separate metrics listener (with metrics_port)")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="serve /metrics on this separate port only (unset: on the main listener)"
+    )
+    metrics_require_admin: bool = Field(
+        False, description="on the main listener, /metrics only with Authorization: Bearer <admin token>"
+    )
+
+    def metrics_exposure(self) -> MetricsExposure:
+        """Where `/metrics` is served (`core.metrics`)."""
+        return MetricsExposure(host=self.metrics_host, port=self.metrics_port, require_admin=self.metrics_require_admin)
 
     def node_addresses(self) -> AddressPolicy:
         """Which node IPs this service accepts (discovery) or connects to (validator, orchestrator)."""

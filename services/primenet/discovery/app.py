@@ -54,7 +54,12 @@ def create_app(settings: DiscoverySettings) -> FastAPI:
             await redis.aclose()
             await blocking_redis.aclose()
 
-    app = service_app(title="primenet discovery", max_body_bytes=settings.auth.max_body_bytes, lifespan=lifespan)
+    app = service_app(
+        title="primenet discovery",
+        max_body_bytes=settings.auth.max_body_bytes,
+        lifespan=lifespan,
+        metrics=settings.metrics_exposure(),
+    )
     # Exactly what `primenet.discovery.deps` reads.
     app.state.settings = settings
     app.state.store = store

@@ -86,6 +86,20 @@ class ChainView:
         pool = await self.pool(pool_id)
         return pool is not None and address.lower() in (pool.creator.lower(), pool.compute_manager.lower())
 
+    async def stake_covers(self, provider: str) -> bool:
+        """Whether the provider still holds stake, at least the minimum for the compute it has registered."""
+        stake, required = await self.reader.read(
+            [
+                Read(self.network.stake_manager.address, view_function("StakeManager", "getStake"), (provider,)),
+                Read(self.network.prime.address, view_function("PrimeNetwork", "calculateMinimumStake"), (provider, 0)),
+            ]
+        )
+        if isinstance(stake, ContractRevertError):
+            raise stake
+        if isinstance(required, ContractRevertError):
+            raise required
+        return bool(stake[0] > 0 and stake[0] >= required[0])
+
     async def check(self, node: str, provider: str, pool_id: int) -> tuple[NodeInfo | None, ChainFlags]:
         """The node's on-chain record (None when unknown) and its flags, read in one RPC batch."""
         network = self.network

@@ -246,6 +246,35 @@ class DiscoveryStore:
                 return changed
         raise ConflictError
 
+    async def remove(self, node: str, reason: str) -> bool:
+        """Drop a node the chain no longer backs (record and every index) and emit a `removed` event with `reason`,
+        in one step. False when it was not stored."""
+        key = self.node_key(node)
+        for _ in range(5):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                raw = cast(dict[str, str], await pipe.hgetall(key))
+                if not raw:
+                    return False
+                current = self._decode(raw)
+                address = node.lower()
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.delete(key)
+                pipe.zrem(self.nodes_key, address)
+                pool_id = 0
+                if current is not None:  # an unreadable record has no indexes worth more than the sweep below
+                    pool_id = current.record.pool_id
+                    pipe.srem(self.pool_key(pool_id), address)
+                    pipe.srem(self.ip_key(current.record.ip), address)
+                    pipe.srem(self.provider_key(current.record.provider), address)
+                self._emit(pipe, "removed", address, pool_id, {"reason": reason})
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                return True
+        raise ConflictError
+
     def _emit(self, pipe: Any, kind: str, node: str, pool_id: int, data: Mapping[str, Any]) -> None:
         pipe.xadd(
             self.feed_key,

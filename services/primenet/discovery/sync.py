@@ -5,6 +5,11 @@ nodes they touch (a provider event touches all of that provider's nodes), re-rea
 writes the changes, each change producing a feed event. The last applied block is stored in Redis, so a
 restarted discovery continues where it stopped and misses nothing. Every `full_resync_s` all nodes are
 re-read as well, which repairs anything a log could not tell (e.g. a chain reorganisation).
+
+The chain is the source of truth: a record whose node the chain no longer backs (removed from the registry, now
+owned by another provider, or whose provider's stake is gone: zero, or below the minimum for its compute) is
+dropped, with a `removed` event in the feed (data: `reason`) and `primenet_discovery_removed{reason}` counted.
+Its miner may upload again once the chain backs it again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import structlog
 from eth_utils.abi import event_abi_to_log_topic
+from prometheus_client import Counter
 from web3.contract import AsyncContract
 from web3.types import LogReceipt
 
@@ -36,8 +42,11 @@ NODE_EVENTS = {
     "ComputePoolNodeBlacklisted",
 }
 PROVIDER_EVENTS = {"ProviderWhitelisted", "ProviderBlacklisted"}
+STAKE_EVENTS = {"Slashed", "UnbondingStarted"}  # the staker is a provider whose stake may be gone
 LOG_CHUNK_BLOCKS = 2_000
 REFRESH_CONCURRENCY = 16
+
+REMOVED = Counter("primenet_discovery_removed", "Records dropped because the chain no longer backs them", ["reason"])
 
 
 class ChainSync:
@@ -54,11 +63,16 @@ class ChainSync:
         self.nodes_failed = 0  # node refreshes that failed on their own (the pass went on without them)
         self._last_full = 0.0
         network = view.network
-        self._watched: list[AsyncContract] = [network.prime, network.pools]
+        self._watched: list[AsyncContract] = [network.prime, network.pools, network.stake_manager]
         self._topics: dict[bytes, tuple[AsyncContract, str]] = {}
-        for contract, name in ((network.prime, "PrimeNetwork"), (network.pools, "ComputePool")):
+        watched = (
+            (network.prime, "PrimeNetwork"),
+            (network.pools, "ComputePool"),
+            (network.stake_manager, "StakeManager"),
+        )
+        for contract, name in watched:
             for entry in load_artifact(name).abi:
-                if entry.get("type") == "event" and entry["name"] in NODE_EVENTS | PROVIDER_EVENTS:
+                if entry.get("type") == "event" and entry["name"] in NODE_EVENTS | PROVIDER_EVENTS | STAKE_EVENTS:
                     self._topics[event_abi_to_log_topic(entry)] = (contract, entry["name"])  # type: ignore[arg-type]
 
     async def run(self) -> None:
@@ -106,6 +120,8 @@ class ChainSync:
             args: dict[str, Any] = dict(contract.events[name]().process_log(entry)["args"])
             if name in PROVIDER_EVENTS:
                 nodes |= await self.store.provider_nodes(args["provider"])
+            elif name in STAKE_EVENTS:
+                nodes |= await self.store.provider_nodes(args["staker"])
             else:
                 nodes.add(str(args["node"]).lower())
         return nodes
@@ -113,11 +129,12 @@ class ChainSync:
     async def refresh(self, nodes: set[str]) -> None:
         """Re-read the chain flags of these nodes (those discovery knows) and store what changed."""
         semaphore = asyncio.Semaphore(REFRESH_CONCURRENCY)
+        stakes: dict[str, asyncio.Task[bool]] = {}  # one stake read per provider per pass
 
         async def one(node: str) -> None:
             async with semaphore:
                 try:
-                    await self._refresh_one(node)
+                    await self._refresh_one(node, stakes)
                 except CHAIN_DOWN_ERRORS:
                     raise  # the chain is down for every node: the pass fails and is retried as a whole
                 except Exception:  # one node's failure must not stop the pass over the others
@@ -126,11 +143,24 @@ class ChainSync:
 
         await asyncio.gather(*(one(node) for node in nodes))
 
-    async def _refresh_one(self, node: str) -> None:
+    async def _refresh_one(self, node: str, stakes: dict[str, asyncio.Task[bool]]) -> None:
+        """Re-read one node: drop its record when the chain no longer backs it, else store its changed flags.
+        `stakes`: the pass's stake reads, one per provider."""
         stored = await self.store.get(node)
         if stored is None:
             return
-        _, flags = await self.view.check(node, stored.record.provider, stored.record.pool_id)
+        provider = stored.record.provider.lower()
+        info, flags = await self.view.check(node, provider, stored.record.pool_id)
+        if provider not in stakes:
+            stakes[provider] = asyncio.ensure_future(self.view.stake_covers(provider))
+        reason = removal_reason(info is not None, info.provider if info else None, provider)
+        if reason is None and not await stakes[provider]:
+            reason = "stake_gone"
+        if reason is not None:
+            if await self.store.remove(node, reason):
+                REMOVED.labels(reason).inc()
+                log.info("node record removed: the chain no longer backs it", node=node, reason=reason)
+            return
         changed = await self.store.set_flags(node, flags.as_dict())
         if changed:
             log.info("node flags changed", node=node, **changed)
@@ -144,3 +174,12 @@ class ChainSync:
             "last_error": self.last_error,
             "nodes_failed": self.nodes_failed,
         }
+
+
+def removal_reason(on_chain: bool, chain_provider: str | None, provider: str) -> str | None:
+    """Why a record must go (the chain no longer backs it), or None to keep it; the stake is checked apart."""
+    if not on_chain:
+        return "node_removed"
+    if chain_provider is not None and chain_provider.lower() != provider.lower():
+        return "provider_changed"
+    return None

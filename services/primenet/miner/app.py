@@ -73,7 +73,12 @@ def create_app(settings: MinerSettings, keys: MinerKeys, specs: ComputeSpecs) ->
             await runner.close()  # containers keep running: a restarted miner re-attaches to them
             await network.aclose()
 
-    app = service_app(title="primenet miner", max_body_bytes=settings.auth.max_body_bytes, lifespan=lifespan)
+    app = service_app(
+        title="primenet miner",
+        max_body_bytes=settings.auth.max_body_bytes,
+        lifespan=lifespan,
+        metrics=settings.metrics_exposure(),
+    )
     # Every signed request is addressed to this node: audience = its address, so it cannot be replayed elsewhere.
     # Every route has an authorizer, so only validators and the pool's owners are ever admitted: keys of anyone
     # else record no nonce here. One per-IP budget for the whole API.

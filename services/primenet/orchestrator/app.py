@@ -4,7 +4,7 @@ POST   /heartbeat                 signed by the node key for this pool (`orchest
 POST   /tasks, GET /tasks, GET /tasks/{id}, DELETE /tasks/{id}                        admin (Bearer)
 GET    /nodes, GET /nodes/{address}                                                    admin
 GET    /nodes/{address}/logs?tail=N, POST /nodes/{address}/restart, POST /nodes/{address}/ban   admin
-GET    /health (each loop's last run and error, Redis), GET /metrics (Prometheus)
+GET    /health (state of each loop and Redis; error strings only with the admin token), GET /metrics (Prometheus)
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from contextlib import asynccontextmanager
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 
+from primenet.chain.batch import BatchReader
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.core.app import answer_chain_down, background, service_app
 from primenet.core.auth import RequestAuthenticator, cached, orchestrator_audience
 from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
+from primenet.orchestrator.chainwatch import ChainWatch
 from primenet.orchestrator.orchestrator import Orchestrator
 from primenet.orchestrator.peers import MinerClient
 from primenet.orchestrator.routes import router
@@ -47,6 +49,8 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     orchestrator = Orchestrator(
         settings=settings, store=store, network=network, manager=manager, discovery=discovery, miners=miners
     )
+    reader = BatchReader(settings.rpc_url)
+    chainwatch = ChainWatch(orchestrator, reader, start_block=deployment.block)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -56,15 +60,22 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
                 orchestrator_inviter=orchestrator.run_inviter(),
                 orchestrator_health=orchestrator.run_health(),
                 orchestrator_scheduler=orchestrator.run_scheduler(),
+                orchestrator_chainwatch=chainwatch.run(),
             ):
                 yield
         finally:
             await discovery.aclose()
             await miners.aclose()
             await network.aclose()
+            await reader.aclose()
             await redis.aclose()
 
-    app = service_app(title="primenet orchestrator", max_body_bytes=settings.auth.max_body_bytes, lifespan=lifespan)
+    app = service_app(
+        title="primenet orchestrator",
+        max_body_bytes=settings.auth.max_body_bytes,
+        lifespan=lifespan,
+        metrics=settings.metrics_exposure(),
+    )
     answer_chain_down(app)
     # What `deps` reads, and nothing else.
     app.state.orchestrator = orchestrator

@@ -4,12 +4,16 @@ The `Orchestrator`'s loops (`primenet.orchestrator.orchestrator`) gather facts f
 and write the outcome back; keeping the rules here makes each of them testable without a server.
 
 Status rules, fixing the reference's gaps (§5.1/§11: nodes stuck waiting, dead nodes never re-invited):
-    heartbeat        Waiting|Unhealthy|Healthy -> Healthy; Discovered|Dead -> Healthy if still in the pool on
-                     chain, else Discovered (re-invited); Ejected -> Discovered (re-invited); Banned: refused
+    heartbeat        Unhealthy|Healthy -> Healthy; Waiting -> Healthy only once the chain shows it in the pool (an
+                     invite reply proves nothing: the miner may never join), else it stays Waiting; Discovered|Dead ->
+                     Healthy if still in the pool on chain, else Discovered (re-invited); Ejected -> Discovered
+                     (re-invited); Banned: refused
     silence          Healthy -> Unhealthy after `unhealthy_after_s`, -> Dead after `dead_after_s` (from the last beat)
     invite timeout   Waiting -> Discovered after `waiting_timeout_s`, so the node is invited again
     chain            Dead and still in the pool -> ejectNode -> Ejected
     discovery        Dead|Ejected re-listed after it went so (the miner published again) -> Discovered
+    chain watch      blacklisted from the pool on chain (by anyone: our ban route or a direct call) -> Banned;
+                     Healthy|Unhealthy no longer in the pool on chain (left, or ejected by another key) -> Ejected
 """
 
 from __future__ import annotations
@@ -33,18 +37,46 @@ class Thresholds:
 class OnHeartbeat(enum.StrEnum):
     HEALTHY = "healthy"  # becomes (or stays) Healthy
     CHECK_POOL = "check_pool"  # Healthy if the chain still lists it in the pool, else Discovered
+    AWAIT_JOIN = "await_join"  # Healthy if the chain lists it in the pool, else it stays Waiting
     REINVITE = "reinvite"  # back to Discovered: it must join the pool again
     REFUSE = "refuse"  # banned
 
 
 def on_heartbeat(status: NodeStatus) -> OnHeartbeat:
-    if status in (NodeStatus.WAITING, NodeStatus.UNHEALTHY, NodeStatus.HEALTHY):
+    if status in (NodeStatus.UNHEALTHY, NodeStatus.HEALTHY):
         return OnHeartbeat.HEALTHY
+    if status is NodeStatus.WAITING:
+        return OnHeartbeat.AWAIT_JOIN
     if status in (NodeStatus.DISCOVERED, NodeStatus.DEAD):
         return OnHeartbeat.CHECK_POOL
     if status is NodeStatus.EJECTED:
         return OnHeartbeat.REINVITE
     return OnHeartbeat.REFUSE
+
+
+def after_pool_check(step: OnHeartbeat, *, in_pool: bool) -> NodeStatus | None:
+    """Where a beat that needed the chain (`CHECK_POOL`, `AWAIT_JOIN`, `REINVITE`) moves the node; None: it stays."""
+    if step is OnHeartbeat.AWAIT_JOIN:
+        return NodeStatus.HEALTHY if in_pool else None
+    if step is OnHeartbeat.CHECK_POOL:
+        return NodeStatus.HEALTHY if in_pool else NodeStatus.DISCOVERED
+    if step is OnHeartbeat.REINVITE:
+        return NodeStatus.DISCOVERED
+    return None
+
+
+def on_chain(status: NodeStatus, *, in_pool: bool, blacklisted: bool) -> NodeStatus | None:
+    """What the chain's view of a node (its pool membership, its blacklisting) does to our status; None: nothing.
+
+    The chain is the source of truth: a node blacklisted from the pool is Banned however it got there, and a node we
+    run (Healthy or Unhealthy) that the chain no longer lists in the pool is Ejected, so it loses its task at once.
+    Waiting nodes may still be joining and Discovered/Dead ones are not in the pool anyway: left to the other rules.
+    """
+    if blacklisted:
+        return None if status is NodeStatus.BANNED else NodeStatus.BANNED
+    if not in_pool and status in (NodeStatus.HEALTHY, NodeStatus.UNHEALTHY):
+        return NodeStatus.EJECTED
+    return None
 
 
 def on_silence(

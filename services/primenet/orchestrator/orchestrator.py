@@ -40,6 +40,7 @@ from primenet.orchestrator.decide import (
     OnHeartbeat,
     TaskNeed,
     Thresholds,
+    after_pool_check,
     next_release,
     on_heartbeat,
     on_listing,
@@ -160,12 +161,16 @@ class Orchestrator:
         if status in BEAT_MAKES_HEALTHY:  # the store moved it already, in the same step
             await self.moved(beat.address, NodeStatus.HEALTHY, status)
             return outcome.task
-        # The rare path: the node was out of the pool's running set; the chain decides where it goes.
-        if on_heartbeat(status) is OnHeartbeat.CHECK_POOL:
-            in_pool = await self.network.is_node_in_pool(self.settings.pool_id, beat.address)
-            to = NodeStatus.HEALTHY if in_pool else NodeStatus.DISCOVERED
-        else:
-            to = NodeStatus.DISCOVERED
+        # The rare path: the node is not (yet, or any more) in the pool's running set; the chain decides where it
+        # goes. A Waiting node's invite reply proved nothing: only the chain showing it in the pool makes it Healthy.
+        step = on_heartbeat(status)
+        in_pool = step is not OnHeartbeat.REINVITE and await self.network.is_node_in_pool(
+            self.settings.pool_id, beat.address
+        )
+        to = after_pool_check(step, in_pool=in_pool)
+        if to is None:  # invited, not joined on chain (yet): it stays Waiting, and gets no task
+            HEARTBEATS.labels("not_in_pool").inc()
+            return None
         reset = {"invite_failures": "0", "next_invite_at": "0"} if to is NodeStatus.DISCOVERED else None
         previous = await self.store.transition(beat.address, to, now=now, expected=[status], fields=reset)
         await self.moved(beat.address, to, previous)
@@ -284,9 +289,22 @@ class Orchestrator:
                     relist = True
                     continue
                 await self.apply_listed(listed, revive=True)
+            elif event.type == "removed":  # discovery dropped it: the chain no longer backs the node
+                await self.forget(event.node)
             else:
                 relist = True
         return relist
+
+    async def forget(self, address: str) -> None:
+        """A node discovery no longer lists because the chain no longer backs it: Dead (ejected if still in the pool;
+        the chain watch has usually moved it already), its task gone with it."""
+        node = await self.store.node(address)
+        if node is None or node.status in (NodeStatus.BANNED, NodeStatus.DEAD, NodeStatus.EJECTED):
+            return
+        previous = await self.store.transition(address, NodeStatus.DEAD, now=self.clock(), expected=[node.status])
+        if previous is not None:
+            await self.store.assign(address, None)
+            await self.moved(address, NodeStatus.DEAD, previous)
 
     async def apply_listed(self, listed: ListedNode, *, revive: bool) -> None:
         """A validated node of our pool is stored (new ones as Discovered); one that lost its validation or left the

@@ -54,6 +54,12 @@ class OrchestratorSettings(ServiceSettings):
     schedule_interval_s: float = Field(
         30.0, gt=0, description="the scheduler's safety-net pass (it also runs on every change and grace expiry)"
     )
+    chain_check_interval_s: float = Field(
+        5.0, gt=0, description="how often the pool contract's membership logs are read (chain watch)"
+    )
+    chain_resync_interval_s: float = Field(
+        300.0, gt=0, description="every known node's pool membership and blacklisting re-read this often"
+    )
     nudge_max: int = Field(
         64,
         ge=0,

@@ -15,6 +15,7 @@ Key layout (prefix `orch` by default):
     {p}:assign             hash    node address -> task id (at most one task per node)
     {p}:task_nodes:{id}    set     node addresses assigned to the task (the reverse index)
     {p}:cursor             string  discovery change-feed cursor
+    {p}:chain_block        string  the last chain block whose pool logs the chain watch applied
 
 Multi-key changes run as Lua scripts, so a crash never leaves a status set, a name or an assignment index
 half-written. The scripts build key names from the prefix, which needs a single Redis (not a cluster).
@@ -341,6 +342,10 @@ class OrchestratorStore:
         """Whether `address` (lower case) is a node of this store, in any status: one SISMEMBER."""
         return bool(await self.redis.sismember(f"{self.prefix}:nodes", address))
 
+    async def known_nodes(self) -> set[str]:
+        """Every node address this store knows, in any status."""
+        return cast(set[str], await self.redis.smembers(f"{self.prefix}:nodes"))
+
     async def node(self, address: str) -> NodeRow | None:
         row = cast(dict[str, str], await self.redis.hgetall(self.node_key(address)))
         parsed = _parsed_nodes([row])
@@ -440,6 +445,15 @@ class OrchestratorStore:
 
     async def set_cursor(self, cursor: str) -> None:
         await self.redis.set(f"{self.prefix}:cursor", cursor)
+
+    # --- chain watch cursor -----------------------------------------------------------------------------
+
+    async def chain_block(self) -> int | None:
+        raw = cast(str | None, await self.redis.get(f"{self.prefix}:chain_block"))
+        return int(raw) if raw else None
+
+    async def set_chain_block(self, block: int) -> None:
+        await self.redis.set(f"{self.prefix}:chain_block", str(block))
 
 
 def heartbeat_fields(now: float, version: str, task: Mapping[str, Any]) -> dict[str, str]:

@@ -68,7 +68,12 @@ def create_app(settings: ValidatorSettings, account: LocalAccount) -> FastAPI:
             await client_redis.aclose()
             ledger_redis.close()
 
-    app = service_app(title="primenet validator", max_body_bytes=settings.auth.max_body_bytes, lifespan=lifespan)
+    app = service_app(
+        title="primenet validator",
+        max_body_bytes=settings.auth.max_body_bytes,
+        lifespan=lifespan,
+        metrics=settings.metrics_exposure(),
+    )
     # Exactly what `primenet.validator.deps` and `primenet.core.admin.AdminOnly` read.
     app.state.loop = loop
     app.state.loop_task = None

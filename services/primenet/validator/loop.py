@@ -159,6 +159,8 @@ class ValidatorLoop:
                 self._drop(node)
             else:  # a node lost its validation; the event has no record, the listing has
                 self._resync_requested = True
+        elif event.type == "removed":  # discovery dropped it: the chain no longer backs the node
+            self._drop(node)
         CANDIDATES.set(len(self.candidates))
 
     def _resync_due(self) -> bool:

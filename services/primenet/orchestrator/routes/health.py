@@ -1,31 +1,43 @@
-"""GET /health: each loop's last run and error, and whether Redis answers (503 while it does not)."""
+"""GET /health: the state of each loop and of Redis (503 while Redis does not answer).
+
+Anyone sees `status` (`ok`, or `degraded` when Redis is down or a loop's latest pass failed) and each loop's state
+name and last run; error strings only come, under `details`, with the admin token (`core.health`).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from primenet.core.health import FAILING, OK, loop_state, overall, shown
 from primenet.orchestrator.deps import OrchestratorDep, StoreDep
 
 router = APIRouter(tags=["ops"])
 
 
 @router.get("/health")
-async def health(store: StoreDep, orchestrator: OrchestratorDep) -> JSONResponse:
+async def health(request: Request, store: StoreDep, orchestrator: OrchestratorDep) -> JSONResponse:
+    redis_error: str | None = None
     try:
         await store.redis.ping()
-        redis_status = "ok"
     except Exception as exc:  # report, do not raise: /health must answer while Redis is down
-        redis_status = f"{type(exc).__name__}: {exc}"
-    loops = {
-        name: {"last_run_at": stat.last_run_at, "last_error": stat.last_error, "last_error_at": stat.last_error_at}
-        for name, stat in orchestrator.stats.loops.items()
+        redis_error = f"{type(exc).__name__}: {exc}"
+    stats = orchestrator.stats.loops
+    states = {
+        name: loop_state(last_run_at=stat.last_run_at, last_error_at=stat.last_error_at) for name, stat in stats.items()
     }
-    ok = redis_status == "ok"
-    body = {
-        "status": "ok" if ok else "degraded",
-        "redis": redis_status,
+    public: dict[str, Any] = {
+        "status": overall({**states, "redis": FAILING if redis_error else OK}),
+        "redis": "down" if redis_error else "ok",
         "pool_id": orchestrator.settings.pool_id,
-        "loops": loops,
+        "loops": {name: {"state": states[name], "last_run_at": stat.last_run_at} for name, stat in stats.items()},
     }
-    return JSONResponse(body, status_code=200 if ok else 503)
+    details = {
+        "redis_error": redis_error,
+        "loops": {
+            name: {"last_error": stat.last_error, "last_error_at": stat.last_error_at} for name, stat in stats.items()
+        },
+    }
+    return JSONResponse(shown(request, public, details), status_code=503 if redis_error else 200)
