@@ -21,6 +21,7 @@ from primenet.core.app import background, service_app
 from primenet.core.auth import RequestAuthenticator, cached, orchestrator_audience
 from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
+from primenet.core.replies import ReplySigner
 from primenet.orchestrator.orchestrator import Orchestrator
 from primenet.orchestrator.peers import MinerClient
 from primenet.orchestrator.routes import router
@@ -69,10 +70,13 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     app.state.orchestrator = orchestrator
     app.state.store = store
     app.state.miners = miners
+    # Bound to this pool of this deployment: a beat signed for another pool's orchestrator is refused here, and
+    # a reply of another pool's orchestrator by its miners.
+    audience = orchestrator_audience(deployment.address("ComputePool"), settings.pool_id)
+    app.state.reply_signer = ReplySigner(manager, audience=audience, chain_id=deployment.chain_id)
     app.state.nodes_auth = RequestAuthenticator(
         redis=redis,
-        # Bound to this pool of this deployment: a beat signed for another pool's orchestrator is refused here.
-        audience=orchestrator_audience(deployment.address("ComputePool"), settings.pool_id),
+        audience=audience,
         chain_id=deployment.chain_id,
         policy=settings.auth,
         key_prefix=f"{settings.key_prefix}:auth",
