@@ -44,6 +44,7 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
         timeout_s=settings.miner_timeout_s,
         addresses=settings.node_addresses(),
         max_reply_bytes=settings.miner_max_reply_bytes,
+        scheme=settings.node_scheme,
     )
     orchestrator = Orchestrator(
         settings=settings, store=store, network=network, manager=manager, discovery=discovery, miners=miners
