@@ -17,7 +17,7 @@ from primenet.core.replies import (
     ReplyVerifier,
     sign_reply,
 )
-from primenet.core.signing import SECP256K1_N
+from primenet.core.signing import SECP256K1_N, MessageSigner, recover_message_signer, sign_message
 
 pytestmark = pytest.mark.unit
 ORCHESTRATOR = Account.create()
@@ -122,3 +122,10 @@ def test_the_signed_statement_names_every_binding() -> None:
         AUDIENCE,
         5,
     )
+
+
+def test_the_fast_signer_signs_as_eth_account_does() -> None:
+    signer = MessageSigner(ORCHESTRATOR)
+    for message in (b"", b"primenet-reply/v1\nx", bytes(range(256))):
+        assert signer.sign(message) == sign_message(ORCHESTRATOR, message)
+        assert recover_message_signer(message, signer.sign(message)) == ORCHESTRATOR.address.lower()

@@ -30,12 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from primenet.core.auth import Authorizer
 from primenet.core.errors import PrimenetError
 from primenet.core.signing import (
+    MessageSigner,
     RecoveryError,
     SignatureFormatError,
     eip191_digest,
     parse_signature,
     recover_digest_signer,
-    sign_message,
 )
 
 REPLY_AUTH_HEADER = "X-Primenet-Reply-Auth"
@@ -73,32 +73,38 @@ class SignedReply(ReplyClaims):
 
 
 def sign_reply(
-    account: LocalAccount, *, body: bytes, node: str, request_nonce: str, audience: str, chain_id: int
+    account: LocalAccount | MessageSigner,
+    *,
+    body: bytes,
+    node: str,
+    request_nonce: str,
+    audience: str,
+    chain_id: int,
 ) -> str:
     """The `X-Primenet-Reply-Auth` header value for the reply `body` to `node`'s request with `request_nonce`."""
+    signer = account if isinstance(account, MessageSigner) else MessageSigner(account)
     claims = ReplyClaims(
-        signer=account.address.lower(),
+        signer=signer.address,
         body_sha256=hashlib.sha256(body).hexdigest(),
         node=node.lower(),
         request_nonce=request_nonce,
         audience=audience,
         chain_id=chain_id,
     )
-    signature = sign_message(account, claims.message())
-    return SignedReply(**claims.model_dump(), signature=signature).model_dump_json()
+    return SignedReply(**claims.model_dump(), signature=signer.sign(claims.message())).model_dump_json()
 
 
-@dataclass(frozen=True)
 class ReplySigner:
     """The orchestrator's side: signs every reply for one audience on one chain with one key."""
 
-    account: LocalAccount
-    audience: str
-    chain_id: int
+    def __init__(self, account: LocalAccount, *, audience: str, chain_id: int) -> None:
+        self.signer = MessageSigner(account)  # the key parsed once: the heartbeat is the hottest route
+        self.audience = audience
+        self.chain_id = chain_id
 
     def header(self, body: bytes, *, node: str, request_nonce: str) -> dict[str, str]:
         value = sign_reply(
-            self.account,
+            self.signer,
             body=body,
             node=node,
             request_nonce=request_nonce,
