@@ -9,10 +9,11 @@ import pytest
 from eth_account import Account
 from pydantic import ValidationError
 
-from primenet.core.auth import AuthPolicy, RequestAuthenticator, orchestrator_audience
+from primenet.core.auth import AuthPolicy, RequestAuthenticator, allow_addresses, orchestrator_audience
 from primenet.core.challenge.wire import Challenge
 from primenet.core.errors import ApiError
 from primenet.core.models import ComputeSpecs, InviteRequest, NodeRecord, TaskSpec
+from primenet.core.replies import ReplyVerifier
 from primenet.miner.challenge_book import ChallengeBook
 from primenet.miner.heartbeat import HeartbeatLoop
 from primenet.miner.publisher import _comparable
@@ -137,11 +138,12 @@ def test_heartbeats_are_signed_for_the_orchestrator_of_the_joined_pool(tmp_path:
         audience_of=lambda pool_id: orchestrator_audience(pools, pool_id),
         runner=DockerRunner(node=node.address, storage_path=tmp_path, client=object()),
         memory=memory,
+        replies=ReplyVerifier(allow_addresses([])),
     )
     with pytest.raises(RuntimeError, match="no pool"):
-        loop.signer()  # an endpoint without a pool names no audience: nothing is sent
+        loop.audience()  # an endpoint without a pool names no audience: nothing is sent
     memory.update(pool_id=3, orchestrator_url="http://127.0.0.1:9")
-    signer = loop.signer()
-    assert signer.audience == orchestrator_audience(pools, 3) == f"orchestrator:3:{pools}"
-    assert signer.audience != orchestrator_audience(pools, 4)
-    assert orchestrator_audience(pools.upper().replace("0X", "0x"), 3) == signer.audience  # address case ignored
+    audience = loop.audience()
+    assert audience == orchestrator_audience(pools, 3) == f"orchestrator:3:{pools}"
+    assert audience != orchestrator_audience(pools, 4)
+    assert orchestrator_audience(pools.upper().replace("0X", "0x"), 3) == audience  # address case ignored

@@ -28,7 +28,7 @@ from rich.table import Table
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment, DeploymentError
 from primenet.chain.errors import ChainError, ContractRevertError
-from primenet.cli.options import load_settings, problems
+from primenet.cli.options import load_settings, problems, tls_of
 from primenet.cli.output import console, fail, progress
 from primenet.core.app import serve
 from primenet.core.challenge.wire import ChallengeError
@@ -141,6 +141,7 @@ def run() -> None:
     from primenet.miner.onboarding import onboard
 
     settings, keys = _settings_and_keys()
+    tls = tls_of(settings)  # before onboarding sends any transaction
     configure_logging(settings.log_level)
     try:
         specs = detect_specs(settings.storage_path, settings.visible_devices)
@@ -157,7 +158,7 @@ def run() -> None:
     except (DeploymentError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     progress(f"API on {settings.host}:{settings.port} (requests signed for audience {keys.node.address.lower()})")
-    serve(app, host=settings.host, port=settings.port)
+    serve(app, host=settings.host, port=settings.port, tls=tls)
 
 
 async def _own_record(settings: MinerSettings, keys: MinerKeys) -> dict[str, Any] | None:

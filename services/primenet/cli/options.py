@@ -14,7 +14,8 @@ from pydantic_settings import BaseSettings
 
 from primenet.cli.output import fail
 from primenet.core.keys import SecretError
-from primenet.core.settings import settings_from_secrets_dir
+from primenet.core.settings import ServiceSettings, settings_from_secrets_dir
+from primenet.core.tls import TlsError, TlsFiles
 
 Settings = TypeVar("Settings", bound=BaseSettings)
 
@@ -52,3 +53,13 @@ def http_url(text: str, option: str = "--url") -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or any(char.isspace() for char in text):
         fail(f"{option} {text!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8090", 2)
     return text.rstrip("/")
+
+
+def tls_of(settings: ServiceSettings) -> TlsFiles | None:
+    """The service's checked TLS certificate and key (None: plain HTTP); exit 2 with one line when they are unusable.
+
+    Called before anything is started or sent, so a key file others can read stops the command at once."""
+    try:
+        return settings.tls()
+    except TlsError as exc:
+        fail(f"invalid TLS settings: {exc}", 2)

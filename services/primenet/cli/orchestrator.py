@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from primenet.chain.deployment import DeploymentError
-from primenet.cli.options import load_settings
+from primenet.cli.options import load_settings, tls_of
 from primenet.cli.output import fail
 from primenet.core.app import serve
 from primenet.core.keys import PrivateKeyError
@@ -17,10 +17,11 @@ def orchestrator() -> None:
     from primenet.orchestrator.settings import OrchestratorSettings, load_manager_account
 
     settings = load_settings(OrchestratorSettings, "orchestrator")
+    tls = tls_of(settings)
     try:
         manager = load_manager_account(settings)
         app = create_app(settings, manager)
     except (PrivateKeyError, DeploymentError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
-    serve(app, host=settings.host, port=settings.port)
+    serve(app, host=settings.host, port=settings.port, tls=tls)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from primenet.chain.deployment import DeploymentError
-from primenet.cli.options import load_settings
+from primenet.cli.options import load_settings, tls_of
 from primenet.cli.orchestrator import orchestrator
 from primenet.cli.output import fail
 from primenet.core.app import serve
@@ -18,12 +18,13 @@ def discovery() -> None:
     from primenet.discovery.settings import DiscoverySettings
 
     settings = load_settings(DiscoverySettings, "discovery")
+    tls = tls_of(settings)
     try:
         app = create_app(settings)
     except (DeploymentError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
-    serve(app, host=settings.host, port=settings.port)
+    serve(app, host=settings.host, port=settings.port, tls=tls)
 
 
 def register(app: typer.Typer) -> None:

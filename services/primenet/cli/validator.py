@@ -16,7 +16,7 @@ from eth_account.signers.local import LocalAccount
 from rich.table import Table
 
 from primenet.chain.deployment import Deployment, DeploymentError
-from primenet.cli.options import http_url, load_settings
+from primenet.cli.options import http_url, load_settings, tls_of
 from primenet.cli.output import console, fail, progress
 from primenet.core.app import serve
 from primenet.core.challenge.wire import MatrixDtype
@@ -51,13 +51,14 @@ def run() -> None:
     from primenet.validator.app import create_app
 
     settings = _settings()
+    tls = tls_of(settings)
     account = _account(settings)
     try:
         app = create_app(settings, account)
     except (DeploymentError, FileNotFoundError, ValueError) as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_level)
-    serve(app, host=settings.host, port=settings.port)
+    serve(app, host=settings.host, port=settings.port, tls=tls)
 
 
 @validator_app.command()
@@ -104,7 +105,7 @@ async def _challenge_one(
             listed = await discovery.node(node)
         if listed is None:
             raise DiscoveryError(f"discovery has no record of {node}")
-        target = Target.of(listed.record, settings.node_addresses())
+        target = Target.of(listed.record, settings.node_addresses(), settings.node_scheme)
     else:
         target = Target(node=node, url=url, claimed_gpu=CPU_MODEL)
     if gpu is not None:

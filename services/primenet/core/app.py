@@ -20,6 +20,7 @@ from primenet import __version__
 from primenet.core.errors import ApiError, UpstreamUnavailableError, error_response, install_error_handlers
 from primenet.core.limits import BodySizeLimit
 from primenet.core.metrics import AdminOnlyMetrics, MetricsExposure, metrics_listener
+from primenet.core.tls import TlsFiles
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 GRACEFUL_STOP_S = 10  # a stop waits this long for requests in flight (long-polls included), then closes them
@@ -103,6 +104,16 @@ async def background(**loops: Coroutine[Any, Any, None]) -> AsyncIterator[dict[s
                 await task
 
 
-def serve(app: FastAPI, *, host: str, port: int) -> None:
-    """Run a service until SIGINT or SIGTERM; logging is already configured (structlog), so uvicorn's is off."""
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=GRACEFUL_STOP_S)
+def serve(app: FastAPI, *, host: str, port: int, tls: TlsFiles | None = None) -> None:
+    """Run a service until SIGINT or SIGTERM, over HTTPS when `tls` is given (checked by `core.tls.tls_files`);
+    logging is already configured (structlog), so uvicorn's is off."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_STOP_S,
+        ssl_certfile=str(tls.cert_file) if tls is not None else None,
+        ssl_keyfile=str(tls.key_file) if tls is not None else None,
+    )

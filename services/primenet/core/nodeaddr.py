@@ -9,8 +9,8 @@ A node record's `ip` is chosen by whoever holds a node key, and validators and o
   `global`, except loopback and private addresses when the policy allows them (the devnet allows loopback).
   Link-local (169.254.169.254, the cloud metadata service, is one), multicast, reserved and unspecified
   addresses are never allowed: no honest miner is reachable there.
-- `node_url(ip, port, path)` builds the URL from its parts (`httpx.URL`), never by pasting strings, so an address
-  cannot carry a path, a query or a user.
+- `node_url(ip, port, path, scheme)` builds the URL from its parts (`httpx.URL`), never by pasting strings, so an
+  address cannot carry a path, a query or a user.
 - `ip_limit_key(ip)` is what the per-IP limit counts: the address for IPv4, its /64 for IPv6 (one subscriber's
   prefix holds 2^64 addresses, so counting single IPv6 addresses would limit nothing).
 
@@ -148,8 +148,9 @@ class AddressPolicy:
         return address
 
 
-def node_url(ip: str, port: int, path: str = "/") -> str:
-    """`http://<ip>:<port><path>`, built from its parts: `ip` must be an IP literal, `path` an absolute path.
+def node_url(ip: str, port: int, path: str = "/", scheme: str = "http") -> str:
+    """`<scheme>://<ip>:<port><path>`, built from its parts: `ip` must be an IP literal, `path` an absolute path,
+    `scheme` http or https (the `node_scheme` setting).
 
     IPv6 addresses are bracketed by `httpx.URL`. ValueError for a host name, a port out of range, or a path with
     a query, a fragment or no leading slash (the path is ours, never a peer's).
@@ -159,7 +160,9 @@ def node_url(ip: str, port: int, path: str = "/") -> str:
         raise ValueError(f"port {port} is out of range")
     if not path.startswith("/") or any(c in path for c in "?#\\") or any(c.isspace() for c in path):
         raise ValueError(f"{path!r} is not a plain absolute path")
-    return str(httpx.URL(scheme="http", host=str(address), port=port, path=path))
+    if scheme not in ("http", "https"):
+        raise ValueError(f"scheme {scheme!r} is neither http nor https")
+    return str(httpx.URL(scheme=scheme, host=str(address), port=port, path=path))
 
 
 def ip_limit_key(ip: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +14,7 @@ from primenet.core.auth import AuthPolicy
 from primenet.core.keys import SecretError, read_secret_file
 from primenet.core.metrics import MetricsExposure
 from primenet.core.nodeaddr import AddressPolicy
+from primenet.core.tls import TlsFiles, tls_files
 
 SECRETS_DIR_ENV = "PRIMENET_SECRETS_DIR"
 
@@ -50,6 +52,18 @@ class ServiceSettings(BaseSettings):
     def metrics_exposure(self) -> MetricsExposure:
         """Where `/metrics` is served (`core.metrics`)."""
         return MetricsExposure(host=self.metrics_host, port=self.metrics_port, require_admin=self.metrics_require_admin)
+
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate chain: serve HTTPS (with `tls_key_file`; production should)"
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of `tls_cert_file`, mode 0600")
+    node_scheme: Literal["http", "https"] = Field(
+        "http", description="scheme of the URLs built to nodes' APIs (https when the miners serve TLS)"
+    )
+
+    def tls(self) -> TlsFiles | None:
+        """The checked certificate and key, None for plain HTTP; `core.tls.TlsError` when they cannot be served."""
+        return tls_files(self.tls_cert_file, self.tls_key_file)
 
     def node_addresses(self) -> AddressPolicy:
         """Which node IPs this service accepts (discovery) or connects to (validator, orchestrator)."""

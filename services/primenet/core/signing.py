@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from coincurve import PublicKey
+from coincurve import PrivateKey, PublicKey
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
@@ -52,6 +52,19 @@ def sign_message(account: LocalAccount, message: bytes) -> str:
     """personal_sign `message`; returns the 65-byte signature as 0x-hex with v in {27, 28}."""
     signed = account.sign_message(encode_defunct(primitive=message))
     return "0x" + bytes(signed.signature).hex()
+
+
+class MessageSigner:
+    """personal_sign with one key through libsecp256k1 directly: the same signature as `sign_message` (RFC 6979
+    nonces, low s), about five times faster, for a key that signs on a hot path (every heartbeat reply)."""
+
+    def __init__(self, account: LocalAccount) -> None:
+        self._key = PrivateKey(bytes(account.key))
+        self.address = account.address.lower()
+
+    def sign(self, message: bytes) -> str:
+        raw = self._key.sign_recoverable(eip191_digest(message), hasher=None)
+        return "0x" + raw[:64].hex() + format(raw[64] + 27, "02x")
 
 
 def parse_signature(signature: str) -> bytes:

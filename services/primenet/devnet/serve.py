@@ -10,11 +10,24 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from primenet.core.tls import TlsFiles
+
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, port: int, host: str = "127.0.0.1", timeout_s: float = 10.0) -> Iterator[str]:
-    """Serve `app` until the block ends; yields its base URL once it accepts connections."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+def serve_in_thread(
+    app: ASGIApp, *, port: int, host: str = "127.0.0.1", timeout_s: float = 10.0, tls: TlsFiles | None = None
+) -> Iterator[str]:
+    """Serve `app` until the block ends (over HTTPS with `tls`); yields its base URL once it accepts connections."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ssl_certfile=str(tls.cert_file) if tls is not None else None,
+        ssl_keyfile=str(tls.key_file) if tls is not None else None,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -25,7 +38,7 @@ def serve_in_thread(app: ASGIApp, *, port: int, host: str = "127.0.0.1", timeout
             raise RuntimeError(f"uvicorn did not start on {host}:{port}")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if tls is not None else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout_s)

@@ -20,6 +20,7 @@ from primenet.core.app import answer_chain_down, background, service_app
 from primenet.core.auth import IpLimiter, RequestAuthenticator, cached, cached_members, orchestrator_audience
 from primenet.core.errors import ApiError, error_response
 from primenet.core.models import ComputeSpecs
+from primenet.core.replies import ReplyVerifier
 from primenet.miner.challenge_book import ChallengeBook
 from primenet.miner.heartbeat import HeartbeatLoop
 from primenet.miner.miner import Miner
@@ -43,6 +44,12 @@ def create_app(settings: MinerSettings, keys: MinerKeys, specs: ComputeSpecs) ->
     network = Network.connect(settings.rpc_url, deployment)
     runner = DockerRunner(node=keys.node.address, storage_path=settings.storage_path, host_gpus=specs.gpus)
     memory = MinerMemory(StateFile(settings.state_file, keys.node.address))
+
+    async def orchestrator_key() -> tuple[str]:
+        # Whose work orders are obeyed: the compute manager of this node's pool as the chain says now, the key that
+        # signed the invite the chain accepted (not whatever an invite request or a reply claims).
+        return ((await network.pool(settings.pool_id)).compute_manager,)
+
     heartbeat = HeartbeatLoop(
         node=keys.node,
         chain_id=deployment.chain_id,
@@ -52,6 +59,7 @@ def create_app(settings: MinerSettings, keys: MinerKeys, specs: ComputeSpecs) ->
         interval_s=settings.heartbeat_interval_s,
         timeout_s=settings.heartbeat_timeout_s,
         max_backoff_s=settings.heartbeat_max_backoff_s,
+        replies=ReplyVerifier(cached_members(orchestrator_key, settings.role_cache_s)),
     )
     publisher = publisher_for(settings, keys, deployment.chain_id, specs_source(settings))
     miner = Miner(settings, keys, network, runner, memory, heartbeat, publisher, asyncio.Lock())

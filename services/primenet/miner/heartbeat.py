@@ -5,6 +5,12 @@ Signed by the node key for the orchestrator of the pool the node joined (`audien
 `interval_s` while the node has an orchestrator endpoint (set by an accepted invite, restored from the state file
 after a restart). A failure of any kind is
 logged and retried with exponential backoff up to `max_backoff_s`: the loop never ends on its own.
+
+A reply is acted on only once `core.replies.ReplyVerifier` has proven it: signed by the pool's orchestrator key (the
+compute manager on chain, see `miner.app`), over these exact body bytes, for this node and this beat's nonce, this
+pool's audience and chain. A refused reply changes nothing (the current task and its container stay as they are);
+it is counted (`replies_refused`, shown by /health, and the `primenet_miner_heartbeats{outcome="refused"}` metric)
+and the beat is retried like any failed one.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from eth_account.signers.local import LocalAccount
 from prometheus_client import Counter
 
 from primenet import __version__
-from primenet.core.auth import RequestSigner
+from primenet.core.auth import AUTH_HEADER, new_nonce, sign_request
 from primenet.core.models import Heartbeat, HeartbeatReply, TaskSpec
+from primenet.core.replies import REPLY_AUTH_HEADER, ExpectedReply, ReplyRefusedError, ReplyVerifier
 from primenet.miner.runner import DockerRunner
 from primenet.miner.state import MinerMemory
 
@@ -40,9 +47,13 @@ class HeartbeatLoop:
         memory: MinerMemory,
         interval_s: float = 10.0,
         timeout_s: float = 20.0,
+        replies: ReplyVerifier,
         max_backoff_s: float = 60.0,
     ) -> None:
+        """`replies` proves each reply before it is acted on (and so decides whose work orders are obeyed)."""
         self.node = node
+        self.replies = replies
+        self.replies_refused = 0
         self.runner = runner
         self.memory = memory
         self.interval_s = interval_s
@@ -77,6 +88,10 @@ class HeartbeatLoop:
                         failures = 0
                     except asyncio.CancelledError:
                         raise
+                    except ReplyRefusedError as exc:  # counted in beat(); nothing was applied
+                        failures += 1
+                        delay = min(self.interval_s * 2**failures, self.max_backoff_s)
+                        log.warning("heartbeat reply refused", url=url, code=exc.code, error=str(exc), retry_in_s=delay)
                     except Exception as exc:  # never end the loop: report, back off, try again
                         failures += 1
                         delay = min(self.interval_s * 2**failures, self.max_backoff_s)
@@ -87,12 +102,12 @@ class HeartbeatLoop:
                     await asyncio.wait_for(self._wake.wait(), delay if url is not None else None)
                 self._wake.clear()
 
-    def signer(self) -> RequestSigner:
-        """Signs for the orchestrator of the pool in the state (set together with its endpoint)."""
+    def audience(self) -> str:
+        """The audience of the orchestrator of the pool in the state (set together with its endpoint)."""
         pool_id = self.memory.state.pool_id
         if pool_id is None:
             raise RuntimeError("an orchestrator endpoint but no pool in the miner state: no audience to sign for")
-        return RequestSigner(self.node, audience=self.audience_of(pool_id), chain_id=self.chain_id)
+        return self.audience_of(pool_id)
 
     async def beat(self, client: httpx.AsyncClient, url: str) -> HeartbeatReply:
         status = await self.runner.status()
@@ -105,11 +120,27 @@ class HeartbeatLoop:
             version=__version__,
             timestamp=time.time(),
         )
-        response = await client.post(
-            f"{url}/heartbeat", content=body.model_dump_json(), headers=_JSON, auth=self.signer()
+        content = body.model_dump_json().encode()
+        audience, nonce = self.audience(), new_nonce()  # the nonce is kept: the reply must answer this request
+        auth = sign_request(
+            self.node,
+            method="POST",
+            path=httpx.URL(f"{url}/heartbeat").raw_path.decode("ascii"),
+            body=content,
+            audience=audience,
+            chain_id=self.chain_id,
+            nonce=nonce,
         )
+        response = await client.post(f"{url}/heartbeat", content=content, headers={**_JSON, AUTH_HEADER: auth})
         if response.status_code >= 400:
             raise RuntimeError(f"orchestrator answered {response.status_code}: {response.text[:300]}")
+        expected = ExpectedReply(node=self.node.address, request_nonce=nonce, audience=audience, chain_id=self.chain_id)
+        try:
+            await self.replies.verify(response.headers.get(REPLY_AUTH_HEADER), response.content, expected)
+        except ReplyRefusedError:
+            self.replies_refused += 1
+            HEARTBEATS.labels("refused").inc()
+            raise
         reply = HeartbeatReply.model_validate_json(response.content)
         HEARTBEATS.labels("ok").inc()
         self.last_reply_at = time.time()

@@ -22,6 +22,7 @@ from primenet.core.app import answer_chain_down, background, service_app
 from primenet.core.auth import RequestAuthenticator, cached, orchestrator_audience
 from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
+from primenet.core.replies import ReplySigner
 from primenet.orchestrator.chainwatch import ChainWatch
 from primenet.orchestrator.orchestrator import Orchestrator
 from primenet.orchestrator.peers import MinerClient
@@ -45,6 +46,7 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
         timeout_s=settings.miner_timeout_s,
         addresses=settings.node_addresses(),
         max_reply_bytes=settings.miner_max_reply_bytes,
+        scheme=settings.node_scheme,
     )
     orchestrator = Orchestrator(
         settings=settings, store=store, network=network, manager=manager, discovery=discovery, miners=miners
@@ -81,10 +83,13 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     app.state.orchestrator = orchestrator
     app.state.store = store
     app.state.miners = miners
+    # Bound to this pool of this deployment: a beat signed for another pool's orchestrator is refused here, and
+    # a reply of another pool's orchestrator by its miners.
+    audience = orchestrator_audience(deployment.address("ComputePool"), settings.pool_id)
+    app.state.reply_signer = ReplySigner(manager, audience=audience, chain_id=deployment.chain_id)
     app.state.nodes_auth = RequestAuthenticator(
         redis=redis,
-        # Bound to this pool of this deployment: a beat signed for another pool's orchestrator is refused here.
-        audience=orchestrator_audience(deployment.address("ComputePool"), settings.pool_id),
+        audience=audience,
         chain_id=deployment.chain_id,
         policy=settings.auth,
         key_prefix=f"{settings.key_prefix}:auth",

@@ -4,6 +4,7 @@
     app.state.store             OrchestratorStore
     app.state.miners            MinerClient: signed calls to the miners' APIs
     app.state.nodes_auth        RequestAuthenticator: requests signed by a known node's key for this pool's audience
+    app.state.reply_signer      ReplySigner: signs heartbeat replies with the manager key for this pool's audience
     app.state.admin_token       the operator's bearer token (None: no admin), read by `core.admin.AdminOnly`
 
 Every getter is `async def` although none awaits anything but the authenticator: FastAPI runs a plain `def`
@@ -20,6 +21,7 @@ from primenet.core.app import from_state
 from primenet.core.auth import Signer, signer_from_state
 from primenet.core.errors import ApiError
 from primenet.core.params import AddressPath
+from primenet.core.replies import ReplySigner
 from primenet.orchestrator.orchestrator import Orchestrator
 from primenet.orchestrator.peers import MinerClient
 from primenet.orchestrator.store import NodeRow, OrchestratorStore
@@ -33,6 +35,7 @@ OrchestratorDep = Annotated[Orchestrator, Depends(from_state("orchestrator"))]
 StoreDep = Annotated[OrchestratorStore, Depends(from_state("store"))]
 MinersDep = Annotated[MinerClient, Depends(from_state("miners"))]
 NodeSigner = Annotated[Signer, Depends(node_signer)]
+ReplySignerDep = Annotated[ReplySigner, Depends(from_state("reply_signer"))]
 
 
 async def known_node(address: AddressPath, store: StoreDep) -> NodeRow:

@@ -44,7 +44,7 @@ class MinerClient:
     """Requests to miners' APIs; the audience is the node's own address, as the miner requires.
 
     `timeout_s` bounds each whole call; `addresses` says which node IPs may be called at all (strict by default:
-    global addresses only); `max_reply_bytes` caps what is read of a reply.
+    global addresses only); `max_reply_bytes` caps what is read of a reply; `scheme` is http or https.
     """
 
     def __init__(
@@ -55,8 +55,10 @@ class MinerClient:
         timeout_s: float,
         addresses: AddressPolicy | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        scheme: str = "http",
     ) -> None:
         self.account = account
+        self.scheme = scheme  # https when the miners serve TLS (`node_scheme`)
         self.chain_id = chain_id
         self.timeout_s = timeout_s
         self.addresses = addresses or AddressPolicy()
@@ -93,7 +95,7 @@ class MinerClient:
     ) -> dict[str, Any]:
         try:
             self.addresses.check(ip)
-            url = node_url(ip, port, path)
+            url = node_url(ip, port, path, self.scheme)
         except (AddressRefusedError, ValueError) as exc:
             raise PeerError(f"miner {node} at {ip!r} port {port} not called: {exc}", code="address_refused") from None
         auth = RequestSigner(self.account, audience=node.lower(), chain_id=self.chain_id)

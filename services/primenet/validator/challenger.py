@@ -118,10 +118,11 @@ class Target:
     claimed_gpu: str
 
     @classmethod
-    def of(cls, record: NodeRecord, addresses: AddressPolicy) -> Target:
+    def of(cls, record: NodeRecord, addresses: AddressPolicy, scheme: str = "http") -> Target:
         """The target `record` names; `AddressRefusedError` when `addresses` forbids its IP."""
         addresses.check(record.ip)
-        url = node_url(record.ip, record.port).rstrip("/")  # a base URL: the rounds' paths are joined to it
+        # A base URL: the rounds' paths are joined to it.
+        url = node_url(record.ip, record.port, scheme=scheme).rstrip("/")
         return cls(node=record.node, url=url, claimed_gpu=claimed_gpu(record.specs))
 
 
@@ -162,6 +163,7 @@ class ChallengeClient:
             table=table,
             ledger=ledger,
             addresses=settings.node_addresses(),
+            scheme=settings.node_scheme,
         )
 
     def __init__(
@@ -180,9 +182,10 @@ class ChallengeClient:
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
         addresses: AddressPolicy | None = None,
+        scheme: str = "http",
     ) -> None:
         """`audience`: what signed requests are addressed to; None: each miner's node address. `addresses`: which
-        node IPs `target_of` accepts (default: global ones only)."""
+        node IPs `target_of` accepts (default: global ones only). `scheme`: http, or https where miners serve TLS."""
         self.account = account
         self.chain_id = chain_id
         self.n, self.dtype = n, dtype
@@ -194,11 +197,12 @@ class ChallengeClient:
         self.clock = clock
         self.transport = transport
         self.addresses = addresses or AddressPolicy()
+        self.scheme = scheme
 
     def target_of(self, record: NodeRecord) -> Target:
         """The target a discovery record names, if this client's address policy allows its IP (else
         `AddressRefusedError`, before any connection)."""
-        return Target.of(record, self.addresses)
+        return Target.of(record, self.addresses, self.scheme)
 
     def issue(self) -> IssuedChallenge:
         return new_challenge(

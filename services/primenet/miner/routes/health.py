@@ -20,4 +20,5 @@ async def health(miner: MinerDep) -> dict[str, Any]:
         "pool_id": state.pool_id,
         "orchestrator_url": state.orchestrator_url,
         "last_heartbeat_reply_at": miner.heartbeat.last_reply_at,
+        "heartbeat_replies_refused": miner.heartbeat.replies_refused,
     }
