@@ -296,7 +296,7 @@ class DockerRunner:
             pulled = await asyncio.to_thread(self._ensure_image, client, spec.image, start)
             start.note = "; ".join(note for note in (pulled, *isolation.notes) if note) or None
             start.phase = TaskState.PENDING
-            await asyncio.to_thread(self._create_and_start, client, spec, isolation)
+            await asyncio.to_thread(self._create_and_start, client, spec, isolation, start)
         except Exception as error:  # recorded and reported: a background job must never fail silently
             start.error = f"start failed: {error}"
             start.failed_at = time.monotonic()
@@ -323,13 +323,15 @@ class DockerRunner:
             return f"pull of {image} failed, using the local image: {error}"
         return None
 
-    def _create_and_start(self, client: Any, spec: TaskSpec, isolation: Isolation) -> None:
+    def _create_and_start(self, client: Any, spec: TaskSpec, isolation: Isolation, start: _Start) -> None:
         name = spec.container_name()
         if not self._wanted(name):
             return
         if self.policy.network == "isolated":
             self._ensure_network(client)
-        data_dir = self._data_dir(spec.task_id, owner=None if spec.run_as_root else NOBODY_ID)
+        data_dir, remark = self._data_dir(spec.task_id, owner=None if spec.run_as_root else NOBODY_ID)
+        if remark is not None:
+            start.note = "; ".join(note for note in (start.note, remark) if note)
         container = client.containers.create(
             **container_config(spec, node=self.node, data_dir=data_dir, host_gpus=self.host_gpus, isolation=isolation)
         )
@@ -352,17 +354,27 @@ class DockerRunner:
         if mismatch is not None:
             raise DockerException(mismatch)
 
-    def _data_dir(self, task_id: str, owner: int | None) -> Path:
-        """<storage>/tasks/<task id>, mode 0700: tasks cannot read each other's data, nor can other users. Owned
-        by the task's user (65534 unless it runs as root), so an unprivileged task can write its own data."""
+    def _data_dir(self, task_id: str, owner: int | None) -> tuple[Path, str | None]:
+        """<storage>/tasks/<task id>: tasks cannot read each other's data, nor can other users. The task's user
+        (`owner`, 65534 unless it runs as root) must write it: a root miner makes it the owner (mode 0700); a
+        miner that is not root gives it to the group `owner` (mode 0770), which works when the miner is a member
+        of that group (the role adds it). Returns the path and a remark when neither was possible."""
         tasks = self.storage_path / "tasks"
         path = tasks / task_id
         path.mkdir(parents=True, exist_ok=True)
         tasks.chmod(0o700)
         path.chmod(0o700)
-        if owner is not None and os.geteuid() == 0:
-            os.chown(path, owner, owner)
-        return path
+        if owner is None:
+            return path, None
+        try:
+            if os.geteuid() == 0:
+                os.chown(path, owner, owner)
+            else:
+                os.chown(path, -1, owner)
+                path.chmod(0o770)
+        except PermissionError:
+            return path, f"the task's user {owner} cannot write {DATA_MOUNT}: add the miner's user to group {owner}"
+        return path, None
 
     # --- removing -----------------------------------------------------------------------------------
     def _find(self, client: Any, name: str) -> Any:
