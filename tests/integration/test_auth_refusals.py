@@ -22,8 +22,7 @@ from fastapi import FastAPI
 
 import primenet.core.auth as auth_module
 from primenet.chain.contracts import Network
-from primenet.chain.deployment import Deployment
-from primenet.core.auth import AUTH_HEADER, AuthPolicy, RequestSigner, orchestrator_audience, sign_request
+from primenet.core.auth import AUTH_HEADER, AuthPolicy, RequestSigner, sign_request
 from primenet.core.models import ComputeSpecs, Heartbeat, NodeRecord
 from primenet.core.redisdb import connect
 from primenet.core.signing import SECP256K1_N
@@ -33,13 +32,12 @@ from primenet.devnet.processes import free_port
 from primenet.devnet.serve import serve_in_thread
 from primenet.discovery.app import create_app as create_discovery
 from primenet.discovery.settings import DiscoverySettings
-from primenet.miner.app import create_app as create_miner
-from primenet.miner.settings import MinerKeys, MinerSettings
 from primenet.orchestrator.app import create_app as create_orchestrator
 from primenet.orchestrator.models import NodeStatus
 from primenet.orchestrator.settings import OrchestratorSettings
 from primenet.orchestrator.store import OrchestratorStore
 from rpc_counter import CountingRpcProxy
+from service_apps import miner_app, pool_audience
 
 pytestmark = pytest.mark.integration
 
@@ -138,24 +136,6 @@ async def test_throwaway_keys_from_one_ip_get_429_before_recovery_or_chain_looku
     assert all(role_account("validator").address.lower() in key for key in stored), stored
 
 
-def miner_app(devnet: DevnetState, rpc_url: str, tmp_path: Path) -> tuple[FastAPI, MinerSettings, LocalAccount]:
-    node = Account.create()
-    settings = MinerSettings(
-        host="127.0.0.1",
-        port=free_port(),
-        rpc_url=rpc_url,
-        deployment_file=Path(devnet.deployment_file),
-        discovery_url=f"http://127.0.0.1:{free_port()}",
-        pool_id=0,
-        storage_path=tmp_path / "storage",
-        state_dir=tmp_path / "state",
-        discovery_check_interval_s=3600,
-        challenge_backend="numpy",
-        role_cache_s=30,
-    )
-    return create_miner(settings, MinerKeys(provider=role_account("provider"), node=node), SPECS), settings, node
-
-
 async def test_keys_that_own_no_pool_cost_the_miner_one_pool_read_and_no_nonce(
     devnet: DevnetState, network: Network, rpc: tuple[str, CountingRpcProxy], tmp_path: Path
 ) -> None:
@@ -217,10 +197,6 @@ def orchestrator_for(devnet: DevnetState, pool_id: int) -> tuple[FastAPI, int, s
         key_prefix=prefix,
     )
     return create_orchestrator(settings, role_account("orchestrator")), port, prefix
-
-
-def pool_audience(devnet: DevnetState, pool_id: int) -> str:
-    return orchestrator_audience(Deployment.load(Path(devnet.deployment_file)).address("ComputePool"), pool_id)
 
 
 def signed_beat(devnet: DevnetState, node: LocalAccount, pool_id: int) -> tuple[bytes, dict[str, str]]:

@@ -13,8 +13,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from primenet.chain.contracts import Network
-from primenet.chain.deployment import Deployment
-from primenet.core.auth import RequestSigner, orchestrator_audience
+from primenet.core.auth import RequestSigner
 from primenet.core.models import Heartbeat, NodeRecord
 from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account
@@ -25,6 +24,7 @@ from primenet.orchestrator.app import create_app
 from primenet.orchestrator.models import NodeStatus
 from primenet.orchestrator.settings import OrchestratorSettings
 from primenet.orchestrator.store import OrchestratorStore
+from service_apps import pool_audience
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
 TOKEN = "orchestrator-admin-token-0123456789"
@@ -32,11 +32,6 @@ ADMIN = {"authorization": f"Bearer {TOKEN}"}
 JSON = {"content-type": "application/json"}
 TASK = {"name": "t1", "image": "busybox:1", "command": ["true"], "entrypoint": None, "env": {"A": "1"}, "gpus": 0,
         "nodes": 1, "requirements": ""}  # fmt: skip
-
-
-def pool_audience(devnet: DevnetState, pool_id: int = 0) -> str:
-    """What a heartbeat to the orchestrator of `pool_id` of the session devnet is signed for."""
-    return orchestrator_audience(Deployment.load(Path(devnet.deployment_file)).address("ComputePool"), pool_id)
 
 
 @pytest.fixture

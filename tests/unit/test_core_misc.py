@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -12,6 +15,7 @@ from pydantic import BaseModel
 from primenet.core.app import service_app
 from primenet.core.auth import allow_addresses, cached
 from primenet.core.errors import ApiError
+from primenet.core.files import write_atomically
 from primenet.core.keys import PrivateKeyError, account_from_key, load_key, read_key_file
 
 pytestmark = pytest.mark.unit
@@ -77,6 +81,11 @@ class Item(BaseModel):
     count: int
 
 
+async def chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
 async def test_every_error_path_uses_the_json_error_shape() -> None:
     app = service_app(title="t", max_body_bytes=64)
 
@@ -94,9 +103,26 @@ async def test_every_error_path_uses_the_json_error_shape() -> None:
             "method_not_allowed": await client.get("/items"),
             "body_too_large": await client.post("/items", content=b"x" * 65),
         }
+        # Streamed with no Content-Length into a route that parses a body: FastAPI turns a failed body read into
+        # a 400 of its own, which must still come out as 413.
+        streamed = await client.post("/items", content=chunks(b'{"count": 1}' + b" " * 100, size=16))
         ok = await client.post("/items", json={"count": 2})
     for code, response in cases.items():
         assert 400 <= response.status_code < 500, (code, response.status_code)
         assert response.json()["error"]["code"] == code
     assert cases["invalid_request"].json()["error"]["message"].startswith("body.count")
     assert ok.json() == {"count": 2}
+    assert (streamed.status_code, streamed.json()["error"]["code"]) == (413, "body_too_large")
+
+
+def test_atomic_write_replaces_whole_and_keeps_the_mode(tmp_path: Path) -> None:
+    target = tmp_path / "state" / "miner.json"
+    write_atomically(target, b"old")
+    stale = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    stale.write_bytes(b"left by a crash")
+    stale.chmod(0o644)
+    write_atomically(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not stale.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["miner.json"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from primenet.core.errors import PrimenetError
+from primenet.core.files import write_atomically
 
 
 class DeploymentError(PrimenetError, ValueError):
@@ -50,7 +51,4 @@ class Deployment(BaseModel):
             raise DeploymentError(f"{path} is not a deployment file: {problem}{more}") from None
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.model_dump_json(indent=2) + "\n")
-        tmp.replace(path)
+        write_atomically(path, (self.model_dump_json(indent=2) + "\n").encode(), mode=0o644)

@@ -51,6 +51,7 @@ from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
 from primenet.core.errors import ApiError
+from primenet.core.models import MAX_INT64, MAX_UNIX_TIME
 from primenet.core.signing import (
     NonCanonicalSignatureError,
     RecoveryError,
@@ -62,6 +63,7 @@ from primenet.core.signing import (
 )
 
 AUTH_HEADER = "X-Primenet-Auth"
+MAX_AUTH_HEADER_CHARS = 6144  # the longest valid header (a 4096-character path) fits with room to spare
 SCHEME = "primenet-request/v1"
 
 log = structlog.get_logger(__name__)
@@ -78,8 +80,8 @@ class AuthClaims(BaseModel):
     path: str = Field(pattern=r"^/[\x21-\x7e]*$", max_length=4096)
     body_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     audience: str = Field(pattern=r"^[\x21-\x7e]{1,128}$")
-    chain_id: int = Field(ge=0)
-    timestamp: int = Field(ge=0)
+    chain_id: int = Field(ge=0, le=MAX_INT64)
+    timestamp: int = Field(ge=0, le=int(MAX_UNIX_TIME))
     nonce: str = Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")
 
     def message(self) -> bytes:
@@ -636,6 +638,8 @@ class RequestAuthenticator:
         return Signer(address=address, nonce=claims.nonce)
 
     def _parse(self, header: str) -> SignedHeader:
+        if len(header) > MAX_AUTH_HEADER_CHARS:
+            raise _reject(400, "auth_malformed", f"{AUTH_HEADER} is longer than {MAX_AUTH_HEADER_CHARS} characters")
         try:
             return SignedHeader.model_validate_json(header)
         except ValidationError as exc:

@@ -30,28 +30,39 @@ class BodySizeLimit:
                 return
 
         seen = 0
-        started = False
+        too_large = False  # the streamed body passed the limit
+        started = refused = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise _BodyTooLargeError
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, refused
+            if too_large and not started:
+                # The app caught our error on its way (FastAPI turns any failure to read the body into a 400):
+                # answer 413 in place of whatever it answers.
+                started = refused = True
+                await self._refuse(send)
+                return
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
         except _BodyTooLargeError:
-            if started:
+            if not started:
+                await self._refuse(send)
+            elif not refused:
                 raise
-            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(

@@ -31,6 +31,9 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # The formatted stack under `exception`: without it JSON shows a repr of exc_info (a traceback
+                # object's address). The console renderer formats exc_info itself.
+                *([structlog.processors.format_exc_info] if as_json else []),
                 renderer,
             ],
         )

@@ -9,23 +9,69 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from primenet.core.errors import ApiError
 from primenet.core.nodeaddr import canonical_ip
 
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 
+# Every number on the wire is finite and bounded: Redis, Lua (doubles), JSON readers in other languages and
+# `int(float)` arithmetic all break on what Python's unbounded ints and `Infinity` allow.
+MAX_INT64 = 2**63 - 1
+MAX_UNIX_TIME = 2.0**34  # year 2514: a clock beyond it is a bug or an attack
+MAX_SECONDS = 10.0**9  # about 31 years: longer than any duration a service has a use for
+UnixTime = Annotated[float, Field(ge=0, le=MAX_UNIX_TIME, allow_inf_nan=False, description="unix seconds")]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Int64 = Annotated[int, Field(ge=-MAX_INT64 - 1, le=MAX_INT64)]
+
 
 class Wire(BaseModel):
-    """Strict by default: unknown fields are refused, so a typo never passes silently."""
+    """Strict by default: unknown fields are refused, so a typo never passes silently; and no float may be
+    `Infinity` or `NaN` (JSON cannot carry them back: a record holding one could never be read again)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+WireT = TypeVar("WireT", bound=Wire)
+
+
+class UnstorableError(ApiError):
+    """A record that would not read back as itself with its own model: refused before anything is written."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(422, "record_unstorable", f"this {model} cannot be stored: {reason}")
+
+
+def stored_form(record: Wire) -> str:
+    """The JSON a store writes for `record`, proven first to read back, with the same model, as the same record.
+
+    Stores write through this, so what is in Redis is always what the readers' model accepts: one bad upload can
+    never leave a record that fails every later read (and every pass over the records).
+    """
+    text = record.model_dump_json()
+    try:
+        again = type(record).model_validate_json(text)
+    except ValidationError as exc:
+        raise UnstorableError(type(record).__name__, str(exc.errors()[0]["msg"])) from None
+    if again != record:
+        raise UnstorableError(type(record).__name__, "it reads back different")
+    return text
+
+
+def read_stored(model: type[WireT], text: str) -> WireT | None:
+    """The record `stored_form` wrote, or None when what is stored does not validate (written by an older version,
+    or by hand): readers skip it rather than fail the whole listing or pass."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError:
+        return None
 
 
 class GpuDevice(Wire):
-    index: int = Field(ge=0, description="NVML index on the host")
+    index: int = Field(ge=0, le=1024, description="NVML index on the host")
     model: str = Field(min_length=1, max_length=128, description="e.g. NVIDIA H100 80GB HBM3")
     memory_mib: int = Field(ge=0, le=10_000_000)
     uuid: str | None = Field(None, max_length=128)
@@ -43,7 +89,7 @@ class ComputeSpecs(Wire):
     cpu_cores: int = Field(0, ge=0, le=100_000)
     ram_mib: int = Field(0, ge=0, le=1 << 40)
     storage_path: str = Field("", max_length=4096)
-    storage_free_gb: float = Field(0.0, ge=0)
+    storage_free_gb: float = Field(0.0, ge=0, le=1e9)
 
     @property
     def gpu_count(self) -> int:
@@ -126,8 +172,8 @@ class TaskDetails(Wire):
     container_id: str | None = None
     image_id: str | None = None
     status: str | None = Field(None, description="Docker's own state string")
-    exit_code: int | None = None
-    restarts: int = 0
+    exit_code: Int64 | None = None
+    restarts: int = Field(0, ge=0, le=MAX_INT64)
     started_at: str | None = None
 
 
@@ -164,7 +210,7 @@ class Heartbeat(Wire):
     task_details: TaskDetails | None = None
     task_message: str | None = Field(None, max_length=4096, description="why a task is failed or pending")
     version: str = Field(max_length=64, description="the miner's primenet version")
-    timestamp: float = Field(ge=0, description="the miner's clock, unix seconds")
+    timestamp: UnixTime = Field(description="the miner's clock, unix seconds")
 
     @field_validator("address")
     @classmethod

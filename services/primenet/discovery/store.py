@@ -23,12 +23,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
 from primenet.core.errors import PrimenetError
-from primenet.core.models import FeedEvent, FeedPage, NodeRecord
+from primenet.core.models import FeedEvent, FeedPage, NodeRecord, stored_form
 from primenet.core.nodeaddr import ip_limit_key
 
 FLAGS = ("validated", "active", "whitelisted", "blacklisted")
@@ -52,6 +52,9 @@ class StoredNode(BaseModel):
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+
+
+_WHOLE_ROW = {"record", "created_at", "updated_at"}
 
 
 def _public_json(row: Mapping[str, str]) -> str:
@@ -100,17 +103,17 @@ class DiscoveryStore:
         if not raw:
             return None
         try:
-            record = NodeRecord.model_validate_json(raw["record"])
-        except ValidationError:
-            # Written by an older version that took any string as the IP (a host name): unusable now. Read as
-            # absent, so the node's next upload (which must be valid) replaces it instead of failing on it.
+            return StoredNode(
+                record=NodeRecord.model_validate_json(raw["record"]),
+                created_at=float(raw["created_at"]),
+                updated_at=float(raw["updated_at"]),
+                **{flag: raw.get(flag) == "1" for flag in FLAGS},
+            )
+        except (ValueError, KeyError):  # pydantic's ValidationError is a ValueError
+            # Written by an older version (one that took a host name as the IP, or `Infinity` in the specs) or by
+            # hand: unusable now. Read as absent, so the node's next upload (which must be valid) replaces it, and
+            # listings and the chain sync pass over it instead of failing on it.
             return None
-        return StoredNode(
-            record=record,
-            created_at=float(raw["created_at"]),
-            updated_at=float(raw["updated_at"]),
-            **{flag: raw.get(flag) == "1" for flag in FLAGS},
-        )
 
     async def get(self, node: str) -> StoredNode | None:
         return self._decode(cast(dict[str, str], await self.redis.hgetall(self.node_key(node))))
@@ -119,11 +122,12 @@ class DiscoveryStore:
         return [stored for stored in map(self._decode, await self._raw_many(nodes)) if stored is not None]
 
     async def _raw_many(self, nodes: Iterable[str]) -> list[dict[str, str]]:
+        """The nodes' hashes; one without its record or times (left half written, e.g. by hand) is passed over."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for node in nodes:
                 pipe.hgetall(self.node_key(node))
             rows = cast(list[dict[str, str]], await pipe.execute())
-        return [row for row in rows if row]
+        return [row for row in rows if row.keys() >= _WHOLE_ROW]
 
     async def listing_json(self, *, pool_id: int | None = None, validated: bool | None = None) -> list[str]:
         """Nodes as ready-made JSON objects, oldest first: listings of 10,000 nodes skip pydantic entirely.
@@ -196,7 +200,7 @@ class DiscoveryStore:
             pipe.hset(
                 key,
                 mapping={
-                    "record": record.model_dump_json(),
+                    "record": stored_form(record),
                     "created_at": repr(created),
                     "updated_at": repr(now),
                     **{flag: "1" if getattr(stored, flag) else "0" for flag in FLAGS},

@@ -19,6 +19,7 @@ from web3.contract import AsyncContract
 from web3.types import LogReceipt
 
 from primenet.chain.artifacts import load_artifact
+from primenet.core.app import CHAIN_DOWN_ERRORS
 from primenet.discovery.chainview import ChainView
 from primenet.discovery.store import DiscoveryStore
 
@@ -50,6 +51,7 @@ class ChainSync:
         self.full_resync_s = full_resync_s
         self.last_success: float | None = None
         self.last_error: str | None = None
+        self.nodes_failed = 0  # node refreshes that failed on their own (the pass went on without them)
         self._last_full = 0.0
         network = view.network
         self._watched: list[AsyncContract] = [network.prime, network.pools]
@@ -114,15 +116,24 @@ class ChainSync:
 
         async def one(node: str) -> None:
             async with semaphore:
-                stored = await self.store.get(node)
-                if stored is None:
-                    return
-                _, flags = await self.view.check(node, stored.record.provider, stored.record.pool_id)
-                changed = await self.store.set_flags(node, flags.as_dict())
-                if changed:
-                    log.info("node flags changed", node=node, **changed)
+                try:
+                    await self._refresh_one(node)
+                except CHAIN_DOWN_ERRORS:
+                    raise  # the chain is down for every node: the pass fails and is retried as a whole
+                except Exception:  # one node's failure must not stop the pass over the others
+                    self.nodes_failed += 1
+                    log.exception("node refresh failed; the next pass retries it", node=node)
 
         await asyncio.gather(*(one(node) for node in nodes))
+
+    async def _refresh_one(self, node: str) -> None:
+        stored = await self.store.get(node)
+        if stored is None:
+            return
+        _, flags = await self.view.check(node, stored.record.provider, stored.record.pool_id)
+        changed = await self.store.set_flags(node, flags.as_dict())
+        if changed:
+            log.info("node flags changed", node=node, **changed)
 
     def health(self) -> dict[str, Any]:
         age = None if self.last_success is None else time.time() - self.last_success
@@ -131,4 +142,5 @@ class ChainSync:
             "age_s": age,
             "fresh": age is not None and age < max(3 * self.interval_s, 10.0),
             "last_error": self.last_error,
+            "nodes_failed": self.nodes_failed,
         }

@@ -8,13 +8,12 @@ task container (found by name) instead of restarting it.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import structlog
 from pydantic import BaseModel, Field, ValidationError
 
+from primenet.core.files import write_atomically
 from primenet.core.models import TaskSpec
 
 log = structlog.get_logger(__name__)
@@ -47,21 +46,8 @@ class StateFile:
         return state
 
     def save(self, state: PersistedState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = state.model_copy(update={"node": self.node}).model_dump_json(indent=2).encode()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a file left over from a crash
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+        write_atomically(self.path, data, mode=0o600)
 
 
 class MinerMemory:

@@ -6,11 +6,11 @@ Only the orchestrator and its clients speak these (the miner sees `core.models.T
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from primenet.core.models import ComputeSpecs, TaskDetails, TaskSpec, Wire
+from primenet.core.models import ComputeSpecs, TaskDetails, TaskSpec, UnixTime, Wire
 
 
 class NodeStatus(enum.StrEnum):
@@ -24,6 +24,7 @@ class NodeStatus(enum.StrEnum):
 
 
 TASK_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+MAX_TASK_NODES = 1_000_000
 
 
 class TaskRequest(Wire):
@@ -33,7 +34,9 @@ class TaskRequest(Wire):
     entrypoint: list[str] | None = Field(None, max_length=64)
     env: dict[str, str] = Field(default_factory=dict, max_length=256)
     gpus: int = Field(0, ge=0, le=64, description="GPUs per node")
-    nodes: int | Literal["all"] = Field(1, description="how many nodes run it, or every node that fits")
+    nodes: Annotated[int, Field(ge=1, le=MAX_TASK_NODES)] | Literal["all"] = Field(
+        1, description="how many nodes run it, or every node that fits"
+    )
     requirements: str = Field("", max_length=1024, description="core.requirements language; empty: none")
     # What the task's container may use; each miner caps them by its provider's maxima (miner.isolation).
     shm_size_mib: int = Field(64, ge=1, le=1 << 20, description="shared memory (shm) in MiB")
@@ -42,17 +45,10 @@ class TaskRequest(Wire):
     max_restarts: int = Field(3, ge=0, le=1000, description="restarts after failure before the task is failed")
     run_as_root: bool = Field(False, description="run as root; only providers that allow it run the task")
 
-    @field_validator("nodes")
-    @classmethod
-    def _at_least_one(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("nodes must be at least 1 or 'all'")
-        return value
-
 
 class StoredTask(TaskRequest):
     id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    created_at: float
+    created_at: UnixTime
 
     def spec(self) -> TaskSpec:
         return TaskSpec(
@@ -73,7 +69,7 @@ class StoredTask(TaskRequest):
 class AssignmentView(BaseModel):
     state: str
     details: TaskDetails | None = None
-    updated_at: float
+    updated_at: UnixTime
 
 
 class TaskView(StoredTask):

@@ -28,9 +28,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import structlog
+from prometheus_client import Counter
 from redis.asyncio import Redis
 
-from primenet.core.models import ComputeSpecs, NodeRecord, TaskDetails, TaskSpec
+from primenet.core.models import ComputeSpecs, NodeRecord, TaskDetails, TaskSpec, read_stored, stored_form
 from primenet.orchestrator.decide import NodeFacts
 from primenet.orchestrator.models import AssignmentView, NodeStatus, NodeView, StoredTask, TaskView
 
@@ -137,6 +139,31 @@ return 1
 """
 
 
+log = structlog.get_logger(__name__)
+UNREADABLE = Counter(
+    "primenet_orchestrator_unreadable_records", "Stored records skipped because they do not parse", ["kind"]
+)
+
+
+def _skip_unreadable(kind: str, key: str, error: Exception | None = None) -> None:
+    """One record that does not parse (written by hand, or by an older version) is logged and skipped: it never
+    stops a listing or a pass over the others."""
+    UNREADABLE.labels(kind).inc()
+    log.warning("unreadable record skipped", kind=kind, key=key, error=None if error is None else str(error)[:200])
+
+
+def _parsed_nodes(rows: Iterable[Mapping[str, str]]) -> list[NodeRow]:
+    nodes: list[NodeRow] = []
+    for row in rows:
+        if not row.get("status"):
+            continue
+        try:
+            nodes.append(NodeRow.parse(row))
+        except (ValueError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+            _skip_unreadable("node", row.get("address", "?"), exc)
+    return nodes
+
+
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
@@ -237,7 +264,7 @@ class OrchestratorStore:
             keys=[self.node_key(record.node)],
             args=[
                 self.prefix, record.node, repr(now), record.ip, str(record.port), record.provider,
-                record.specs.model_dump_json(), repr(listed_at),
+                stored_form(record.specs), repr(listed_at),
             ],
         )  # fmt: skip
         return NodeStatus(previous) if previous else None
@@ -298,9 +325,13 @@ class OrchestratorStore:
                     pipe.hmget(self.node_key(address), ["status", "specs", "last_heartbeat"])
                 rows = cast(list[list[str | None]], await pipe.execute())
             for address, (status, specs, last_heartbeat) in zip(part, rows, strict=True):
-                if status:
+                if not status:
+                    continue
+                try:
                     parsed = _specs(specs) if specs else None
                     facts.append(NodeFacts(address, NodeStatus(status), parsed, _float(last_heartbeat)))
+                except ValueError as exc:
+                    _skip_unreadable("node", address, exc)
         return facts
 
     async def set_fields(self, address: str, fields: Mapping[str, str]) -> None:
@@ -312,7 +343,8 @@ class OrchestratorStore:
 
     async def node(self, address: str) -> NodeRow | None:
         row = cast(dict[str, str], await self.redis.hgetall(self.node_key(address)))
-        return NodeRow.parse(row) if row.get("status") else None
+        parsed = _parsed_nodes([row])
+        return parsed[0] if parsed else None
 
     async def nodes(self, addresses: Iterable[str] | None = None) -> list[NodeRow]:
         if addresses is None:
@@ -322,7 +354,7 @@ class OrchestratorStore:
             for address in wanted:
                 pipe.hgetall(self.node_key(address))
             rows = cast(list[dict[str, str]], await pipe.execute())
-        return [NodeRow.parse(row) for row in rows if row.get("status")]
+        return _parsed_nodes(rows)
 
     async def with_status(self, status: NodeStatus) -> list[NodeRow]:
         return await self.nodes(await self.members(status))
@@ -340,7 +372,7 @@ class OrchestratorStore:
         """False when the name is taken."""
         created = await self._create_task(
             keys=[f"{self.prefix}:task_names", f"{self.prefix}:task:{task.id}", f"{self.prefix}:tasks"],
-            args=[task.name, task.id, task.model_dump_json()],
+            args=[task.name, task.id, stored_form(task)],
         )
         return bool(created)
 
@@ -351,14 +383,21 @@ class OrchestratorStore:
 
     async def task(self, task_id: str) -> StoredTask | None:
         raw = cast(str | None, await self.redis.get(f"{self.prefix}:task:{task_id}"))
-        return StoredTask.model_validate_json(raw) if raw else None
+        return self._read_task(task_id, raw) if raw else None
+
+    @staticmethod
+    def _read_task(task_id: str, raw: str) -> StoredTask | None:
+        task = read_stored(StoredTask, raw)
+        if task is None:
+            _skip_unreadable("task", task_id)
+        return task
 
     async def tasks(self) -> list[StoredTask]:
         ids = sorted(cast(set[str], await self.redis.smembers(f"{self.prefix}:tasks")))
         if not ids:
             return []
         raws = cast(list[str | None], await self.redis.mget([f"{self.prefix}:task:{i}" for i in ids]))
-        found = [StoredTask.model_validate_json(raw) for raw in raws if raw]
+        found = [task for i, raw in zip(ids, raws, strict=True) if raw and (task := self._read_task(i, raw))]
         return sorted(found, key=lambda task: (task.created_at, task.id))
 
     # --- assignments ------------------------------------------------------------------------------------

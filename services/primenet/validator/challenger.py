@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from eth_account.signers.local import LocalAccount
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from primenet.core.auth import RequestSigner
 from primenet.core.challenge.derive import derive_matrices
@@ -90,6 +90,10 @@ class RunFailure(enum.StrEnum):
 
 
 class ChallengeResult(BaseModel):
+    # A figure may be infinite (a ratio over a zero tolerance, a NaN the miner sent): stored as "Infinity"/"NaN"
+    # strings, which read back, where the default (null) would make the stored result unreadable.
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     node: str
     url: str
     claimed_gpu: str

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from typing import cast
 
 import redis
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from primenet.validator.challenger import ChallengeResult
@@ -60,7 +61,15 @@ class ValidatorStore:
 
     async def rejections(self, limit: int) -> list[ChallengeResult]:
         raw = cast(list[str], await self.redis.lrange(self.rejections_key, 0, max(0, limit - 1)))
-        return [ChallengeResult.model_validate_json(item) for item in raw]
+        # One entry that does not parse (written by an older version) is left out, not a 500 for the whole list.
+        return [result for item in raw if (result := _read_result(item)) is not None]
+
+
+def _read_result(text: str) -> ChallengeResult | None:
+    try:
+        return ChallengeResult.model_validate_json(text)
+    except ValidationError:
+        return None
 
 
 def _field(value: object) -> str:

@@ -156,13 +156,16 @@ class Verdict(BaseModel):
 # ---------------------------------------------------------------------------------------------- throughput
 
 
+MAX_TFLOPS = 1e6  # a thousand times today's fastest device: a typo in the table, not a device
+
+
 class Throughput(Wire):
     """Dense peak TFLOPS of one device model per dtype (vendor datasheet figures; float32 without TF32)."""
 
-    float64: float = Field(gt=0)
-    float32: float = Field(gt=0)
-    float16: float = Field(gt=0)
-    bfloat16: float = Field(gt=0)
+    float64: float = Field(gt=0, le=MAX_TFLOPS)
+    float32: float = Field(gt=0, le=MAX_TFLOPS)
+    float16: float = Field(gt=0, le=MAX_TFLOPS)
+    bfloat16: float = Field(gt=0, le=MAX_TFLOPS)
 
     def tflops(self, dtype: MatrixDtype) -> float:
         return float(getattr(self, dtype.value))
@@ -171,9 +174,9 @@ class Throughput(Wire):
 class TimingPolicy(Wire):
     efficiency: float = Field(0.5, gt=0, le=1, description="fraction of the table's peak a healthy device reaches")
     host_ns_per_element: float = Field(
-        100.0, ge=0, description="O(n^2) host work per element of C: deriving A and B, copies, leaf hashing"
+        100.0, ge=0, le=1e6, description="O(n^2) host work per element of C: deriving A and B, copies, leaf hashing"
     )
-    slack_s: float = Field(2.0, ge=0, description="network round trip and scheduling")
+    slack_s: float = Field(2.0, ge=0, le=3600, description="network round trip and scheduling")
 
 
 def _tokens(name: str) -> frozenset[str]:

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from pydantic import Field, field_validator
 
 from primenet.core.errors import PrimenetError
-from primenet.core.models import Wire
+from primenet.core.models import Seconds, UnixTime, Wire
 
 PROTOCOL: Literal["primenet-challenge/1"] = "primenet-challenge/1"
 MAX_N = 16384
@@ -92,7 +92,7 @@ class Challenge(Wire):
     seed: Hex32 = Field(description="A and B are derived from it (derive_matrices)")
     n: int = Field(ge=1, le=MAX_N)
     dtype: MatrixDtype = MatrixDtype.FLOAT32
-    issued_at: float = Field(ge=0, description="validator clock, unix seconds")
+    issued_at: UnixTime = Field(description="validator clock, unix seconds")
     deadline_s: float = Field(gt=0, le=3600, description="the commitment must reach the validator this soon")
 
     @property
@@ -103,9 +103,9 @@ class Challenge(Wire):
 class MinerTimings(Wire):
     """The miner's own account of round 1 (informational: the validator times the round on its own clock)."""
 
-    derive_s: float = Field(ge=0)
-    matmul_s: float = Field(ge=0, description="host->device copy, C = A.B, device->host copy")
-    commit_s: float = Field(ge=0, description="leaf hashing and the Merkle tree")
+    derive_s: Seconds
+    matmul_s: Seconds = Field(description="host->device copy, C = A.B, device->host copy")
+    commit_s: Seconds = Field(description="leaf hashing and the Merkle tree")
 
 
 class Commitment(Wire):
