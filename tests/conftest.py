@@ -19,6 +19,9 @@ TIERS = ("unit", "integration", "e2e")
 # (built in-process here, or started as processes that inherit this environment) accept loopback nodes. The tests
 # of the address policy itself pass `allow_loopback_nodes=False` explicitly.
 os.environ["PRIMENET_ALLOW_LOOPBACK_NODES"] = "true"
+# Our test engines run without a bridge network (dockerd --bridge=none --iptables=false): the miners built here
+# (or started as processes) run their tasks with the explicit `host` policy. The isolation tests pass theirs.
+os.environ["PRIMENET_TASK_NETWORK"] = "host"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -97,6 +97,7 @@ def service_env(devnet: DevnetState, port: int) -> dict[str, str]:
         "PRIMENET_RPC_URL": devnet.rpc_url,
         "PRIMENET_REDIS_URL": devnet.redis_url,
         "PRIMENET_ALLOW_LOOPBACK_NODES": "true",  # the miner container publishes 127.0.0.1 (host networking)
+        "PRIMENET_TASK_NETWORK": "host",  # our engines have no bridge: a miner's tasks share the host's network
     }
 
 

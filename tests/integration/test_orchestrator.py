@@ -19,6 +19,7 @@ from eth_account.signers.local import LocalAccount
 from primenet.chain.contracts import Network
 from primenet.core.auth import RequestSigner
 from primenet.core.models import ComputeSpecs, NodeRecord
+from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import DevnetState
 from primenet.devnet.processes import free_port
@@ -272,3 +273,52 @@ async def test_a_changed_assignment_reaches_the_miner_before_its_next_heartbeat(
         await wait_for(removed, "the container's removal, well before the next regular heartbeat", timeout_s=30)
         metrics = (await api.get("/metrics/")).text
         assert 'primenet_orchestrator_nudges_total{result="sent"}' in metrics
+
+
+async def test_a_task_the_providers_policy_refuses_is_failed_with_the_reason_and_the_miner_keeps_beating(
+    devnet: DevnetState, new_node: NewNode, tmp_path: Path, docker_client: Any
+) -> None:
+    """A provider that runs only its own registry's images gets a task with another image: the heartbeats report it
+    failed with the refusal, no container is created, and the node stays Healthy (no crash loop)."""
+    prefix = "r" + secrets.token_hex(4)
+    node = await new_node(validated=True)
+    address = node.address.lower()
+    miner_port, orch_port = free_port(), free_port()
+    with ExitStack() as stack:
+        discovery_url = stack.enter_context(
+            serve_in_thread(create_discovery(discovery_settings(devnet, "d" + prefix)), port=free_port())
+        )
+        settings = orchestrator_settings(devnet, discovery_url, prefix, orch_port)
+        api = Api(stack.enter_context(serve_in_thread(create_orchestrator(settings, manager), port=orch_port)))
+        policy = {"task_network": "none", "task_image_allowlist": ["registry.provider.test/*"]}
+        msettings = miner_settings(devnet, tmp_path, miner_port, discovery_url).model_copy(update=policy)
+        stack.enter_context(serve_in_thread(create_miner(msettings, MinerKeys(provider, node), SPECS), port=miner_port))
+        stack.callback(remove_containers, docker_client, address)
+        await upload(discovery_url, node, miner_port)
+        await api.wait_status(address, "healthy")
+
+        created = await api.send("POST", "/tasks", {"name": "refused", "image": IMAGE, "command": ["true"]})
+        assert created.status_code == 201, created.text
+        task_id = created.json()["id"]
+
+        async def failed() -> bool:
+            task = (await api.get(f"/tasks/{task_id}")).json()
+            return task["assignments"].get(address, {}).get("state") == "failed"
+
+        await wait_for(failed, "the refused task to be reported failed")
+        redis = connect(devnet.redis_url)
+        try:
+            message = await redis.hget(f"{prefix}:node:{address}", "task_message")
+        finally:
+            await redis.aclose()
+        assert message is not None
+        assert "refused" in str(message)
+        assert "image allowlist" in str(message)
+        beats = (await api.get(f"/nodes/{address}")).json()["last_heartbeat"]
+        await wait_for(lambda: _later_beat(api, address, beats), "another heartbeat after the refusal", timeout_s=30)
+        assert await api.status(address) == "healthy"
+        assert docker_client.containers.list(all=True, filters={"label": [f"{LABEL_NODE}={address}"]}) == []
+
+
+async def _later_beat(api: Api, address: str, since: float) -> bool:
+    return float((await api.get(f"/nodes/{address}")).json()["last_heartbeat"] or 0) > since

@@ -1,6 +1,7 @@
 """The orchestrator's HTTP contract on a real server, Redis and chain: admin auth, task validation and the
 name index, heartbeats from strangers, node routes and the ban. (The node lifecycle is in test_orchestrator.py.)"""
 
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -149,3 +150,31 @@ async def test_node_routes_and_the_ban(
         refused = await http.post("/heartbeat", content=beat.model_dump_json(), headers=JSON)
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "node_banned"
+
+
+async def test_a_tasks_limits_reach_the_spec_the_miner_runs(
+    admin: httpx.AsyncClient, redis_url: str, prefix: str
+) -> None:
+    limits = {"shm_size_mib": 512, "cpu_limit": 2.5, "memory_limit_mib": 4096, "max_restarts": 0, "run_as_root": True}
+    created = await admin.post("/tasks", json={**TASK, "name": "limited", **limits})
+    assert created.status_code == 201, created.text
+    task = created.json()
+    assert {key: task[key] for key in limits} == limits
+    redis = connect(redis_url)
+    try:
+        stored = await OrchestratorStore(redis, prefix=prefix).task(task["id"])
+    finally:
+        await redis.aclose()
+    assert stored is not None
+    spec = stored.spec()  # what a heartbeat reply carries: nothing dropped
+    assert (spec.shm_size_mib, spec.cpu_limit, spec.memory_limit_mib) == (512, 2.5, 4096)
+    assert (spec.max_restarts, spec.run_as_root) == (0, True)
+    for wrong in ({"cpu_limit": 0}, {"cpu_limit": 5000}, {"memory_limit_mib": 1}, {"shm_size_mib": 0},
+                  {"max_restarts": -1}, {"run_as_root": "maybe"}):  # fmt: skip
+        response = await admin.post("/tasks", json={**TASK, "name": "bad", **wrong})
+        assert response.status_code == 422, wrong
+    # Non-finite numbers, which JSON itself cannot carry but Python's encoder writes: a 4xx, never a 5xx.
+    for number in ("Infinity", "NaN", "1e999"):
+        raw = json.dumps({**TASK, "name": "bad"}).replace('"gpus": 0', f'"gpus": 0, "cpu_limit": {number}')
+        response = await admin.post("/tasks", content=raw, headers=JSON)
+        assert 400 <= response.status_code < 500, (number, response.text)

@@ -13,6 +13,7 @@ import pytest
 from docker.errors import NotFound
 
 from primenet.core.models import TaskSpec, TaskState
+from primenet.miner.isolation import TaskPolicy
 from primenet.miner.runner import LABEL_NODE, DockerRunner, NoTaskContainerError, TaskStatus
 
 pytestmark = pytest.mark.integration
@@ -42,6 +43,9 @@ async def make_runner(node: str, tmp_path: Path) -> AsyncIterator[MakeRunner]:
     runners: list[DockerRunner] = []
 
     def make(**options: Any) -> DockerRunner:
+        # Our engine has no bridge (dockerd --bridge=none): these tests use the devnet's explicit `host` policy;
+        # test_task_isolation.py runs the others.
+        options.setdefault("policy", TaskPolicy(network="host"))
         runner = DockerRunner(node=node, storage_path=tmp_path / "storage", stop_timeout_s=2, **options)
         runners.append(runner)
         return runner

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from primenet.core.models import GpuDevice, TaskSpec, TaskState
+from primenet.miner.isolation import Isolation, TaskPolicy, isolate
 from primenet.miner.runner import always_pull, container_config, restart_policy, task_details, task_state
 
 pytestmark = pytest.mark.unit
@@ -25,8 +26,12 @@ def spec(**changes: Any) -> TaskSpec:
     return TaskSpec(**{**values, **changes})
 
 
-def config(task: TaskSpec, gpus: list[GpuDevice] = GPUS) -> dict[str, Any]:
-    return container_config(task, node=NODE, data_dir=Path("/srv/primenet/tasks/t1"), host_gpus=gpus)
+def config(task: TaskSpec, gpus: list[GpuDevice] = GPUS, policy: TaskPolicy | None = None) -> dict[str, Any]:
+    isolation = isolate(task, policy or TaskPolicy(network="host"))  # the devnet's policy, uncapped
+    assert isinstance(isolation, Isolation)
+    return container_config(
+        task, node=NODE, data_dir=Path("/srv/primenet/tasks/t1"), host_gpus=gpus, isolation=isolation
+    )
 
 
 def test_container_runs_the_tasks_command_unprivileged_with_only_its_data_mounted() -> None:
@@ -44,7 +49,10 @@ def test_container_runs_the_tasks_command_unprivileged_with_only_its_data_mounte
     assert made["network_mode"] == "host"
     assert made["privileged"] is False
     assert made["security_opt"] == ["no-new-privileges"]
+    assert made["cap_drop"] == ["ALL"]
     assert "cap_add" not in made
+    assert made["user"] == "65534:65534"
+    assert made["pids_limit"] == 512
     assert made["volumes"] == {"/srv/primenet/tasks/t1": {"bind": "/data", "mode": "rw"}}
     assert not any("docker.sock" in key for key in made["volumes"])
     assert made["shm_size"] == "64m"

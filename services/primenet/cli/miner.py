@@ -5,6 +5,7 @@
     record [--json]       the node's record as discovery holds it (exit 1 when discovery has none)
     deregister [--json]   leave the pool, remove the node, reclaim the stake (each step skipped when done)
     balance [--json]      the provider's ETH, AI, stake, reclaimable and withdrawable amounts
+    isolation [--apply|--remove]  the firewall of the `isolated` task network: print it, apply it (root), undo it
 
 Settings come from `PRIMENET_*` variables (see `primenet.miner.settings.MinerSettings`; `check`'s options override
 them); the provider and node keys from 0600 files (PRIMENET_PROVIDER_KEY_FILE / PRIMENET_NODE_KEY_FILE), else
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -34,6 +37,7 @@ from primenet.core.app import serve
 from primenet.core.challenge.wire import ChallengeError
 from primenet.core.keys import PrivateKeyError
 from primenet.core.logs import configure_logging
+from primenet.miner import firewall
 from primenet.miner.checks import CheckOptions, CheckReport, render_text, run_checks
 from primenet.miner.hardware import VisibleDevicesError, detect_specs
 from primenet.miner.onboarding import publisher_for, specs_source
@@ -237,3 +241,41 @@ def balance(as_json: AsJson = False) -> None:
     for key, value in amounts.items():
         table.add_row(key, f"{tokens(value)} {'ETH' if key == 'eth' else 'AI'}")
     console.print(table)
+
+
+@miner_app.command()
+def isolation(
+    apply: Annotated[bool, typer.Option("--apply", help="Apply the rules (needs root).")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Take the rules out again (needs root).")] = False,
+    chain: Annotated[
+        str, typer.Option("--chain", help="Forward chain to hook: DOCKER-USER, FORWARD or auto (probe; needs root).")
+    ] = "auto",
+) -> None:
+    """The iptables rules that keep tasks of the `isolated` network (PRIMENET_TASK_NETWORK_NAME) off the host's
+    own addresses, link-local/metadata 169.254.0.0/16 and PRIMENET_TASK_BLOCKED_CIDRS. Without options: print them
+    as a shell script. Exit 0 done, 2 could not run."""
+    settings = load_settings(MinerSettings, "miner")
+    if apply and remove:
+        fail("--apply and --remove exclude each other", 2)
+    if chain not in ("auto", "DOCKER-USER", "FORWARD"):
+        fail(f"--chain {chain!r} is not DOCKER-USER, FORWARD or auto", 2)
+    if settings.task_network != "isolated":
+        progress(f"PRIMENET_TASK_NETWORK is {settings.task_network!r}: these rules matter only for 'isolated'")
+    is_root = os.geteuid() == 0
+    if (apply or remove) and not is_root:
+        fail("applying or removing firewall rules needs root", 2)
+    try:
+        parent = chain if chain != "auto" else (firewall.forward_parent() if is_root else "DOCKER-USER")
+        interface = settings.task_network_name
+        if remove:
+            firewall.remove(firewall.removal(interface, forward_parent=parent))
+            progress(f"rules for {interface} removed")
+            return
+        steps = firewall.plan(interface, settings.task_blocked_cidrs, forward_parent=parent)
+        if apply:
+            firewall.apply(steps)
+            progress(f"rules for {interface} applied ({parent})")
+        else:
+            typer.echo(firewall.script(steps), nl=False)
+    except (firewall.FirewallError, OSError, subprocess.SubprocessError) as exc:
+        fail(f"firewall: {exc}", 2)

@@ -4,6 +4,7 @@
     primenet nodes show NODE                 one node, with its hardware
     primenet tasks create --name N --image I [--command "..."] [--entrypoint "..."] [--env K=V ...]
                           [--gpus N] [--nodes N|all] [--requirements R]
+                          [--cpus C] [--memory-mib M] [--shm-mib S] [--max-restarts R] [--root]
     primenet tasks ls | show TASK | rm TASK  TASK is the task's id or its name
     primenet logs NODE [--tail N] [--follow]  the logs of the task container on one node
 
@@ -208,9 +209,23 @@ def task_body(
     gpus: int,
     nodes: str,
     requirements: str,
+    cpus: float | None = None,
+    memory_mib: int | None = None,
+    shm_mib: int | None = None,
+    max_restarts: int | None = None,
+    root: bool = False,
 ) -> dict[str, Any]:
-    """The `POST /tasks` body from the command's options; the orchestrator checks the rest and says what is wrong."""
+    """The `POST /tasks` body from the command's options; the orchestrator checks the rest and says what is wrong.
+    Limits not given are left out: the orchestrator's defaults apply, and each miner caps them."""
+    limits = {
+        "cpu_limit": cpus,
+        "memory_limit_mib": memory_mib,
+        "shm_size_mib": shm_mib,
+        "max_restarts": max_restarts,
+        "run_as_root": root or None,
+    }
     return {
+        **{key: value for key, value in limits.items() if value is not None},
         "name": name,
         "image": image,
         "command": parse_argv(command, "--command") if command is not None else None,
@@ -312,6 +327,15 @@ def tasks_create(
     requirements: Annotated[
         str, typer.Option("--requirements", help='What a node must have, e.g. "gpu:count=1;gpu:model=H100".')
     ] = "",
+    cpus: Annotated[float | None, typer.Option("--cpus", help="CPUs per container (each miner caps it).")] = None,
+    memory_mib: Annotated[
+        int | None, typer.Option("--memory-mib", help="Memory limit in MiB (each miner caps it).")
+    ] = None,
+    shm_mib: Annotated[int | None, typer.Option("--shm-mib", help="Shared memory (shm) in MiB (default 64).")] = None,
+    max_restarts: Annotated[
+        int | None, typer.Option("--max-restarts", help="Restarts after a failure (default 3; 0: none).")
+    ] = None,
+    root: Annotated[bool, typer.Option("--root", help="Run as root; only miners that allow it run the task.")] = False,
 ) -> None:
     """Create a task; the scheduler assigns it to nodes, which are nudged to beat at once and start it."""
     body = task_body(
@@ -323,6 +347,11 @@ def tasks_create(
         gpus=gpus,
         nodes=nodes,
         requirements=requirements,
+        cpus=cpus,
+        memory_mib=memory_mib,
+        shm_mib=shm_mib,
+        max_restarts=max_restarts,
+        root=root,
     )
     with pool.session() as client:
         task = client.create_task(body)

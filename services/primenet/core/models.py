@@ -134,6 +134,9 @@ class TaskState(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+_LATER_FIELDS: dict[str, object] = {"run_as_root": False}
+
+
 class TaskSpec(Wire):
     """What a node runs: one container. The config hash names the container, so a changed spec replaces it."""
 
@@ -147,10 +150,16 @@ class TaskSpec(Wire):
     cpu_limit: float | None = Field(None, gt=0, le=4096, description="CPUs; None: no limit")
     memory_limit_mib: int | None = Field(None, ge=16, le=1 << 30)
     max_restarts: int = Field(3, ge=0, le=1000, description="restarts after failure before the task is failed")
+    run_as_root: bool = Field(False, description="run as root (the provider must allow it; else uid 65534)")
 
     def config_hash(self) -> str:
         """Stable across processes and platforms (sha256 of canonical JSON, not Python's hash())."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        fields = self.model_dump(mode="json")
+        # Fields added later count only when set: an upgraded miner keeps the containers it already runs.
+        for name, default in _LATER_FIELDS.items():
+            if fields.get(name) == default:
+                fields.pop(name, None)
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def container_name(self) -> str:

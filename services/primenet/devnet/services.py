@@ -128,6 +128,8 @@ class ServiceLauncher:
                 PRIMENET_HEARTBEAT_INTERVAL_S=heartbeat,
                 PRIMENET_WHITELIST_POLL_S="1",
                 PRIMENET_POOL_ID=str(self.config.pool_id),
+                # Our engines run without a bridge (--bridge=none): the devnet's tasks share the host's network.
+                PRIMENET_TASK_NETWORK="host",
             )
             return [PRIMENET, "miner", "run"], env
         raise ValueError(f"unknown service {service!r}; the services are {', '.join(SERVICES)}")

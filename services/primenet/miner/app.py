@@ -42,7 +42,12 @@ def create_app(settings: MinerSettings, keys: MinerKeys, specs: ComputeSpecs) ->
     """The miner's API; its lifespan runs the heartbeat and maintenance loops."""
     deployment = Deployment.load(settings.deployment_file)
     network = Network.connect(settings.rpc_url, deployment)
-    runner = DockerRunner(node=keys.node.address, storage_path=settings.storage_path, host_gpus=specs.gpus)
+    runner = DockerRunner(
+        node=keys.node.address,
+        storage_path=settings.storage_path,
+        host_gpus=specs.gpus,
+        policy=settings.task_policy(),
+    )
     memory = MinerMemory(StateFile(settings.state_file, keys.node.address))
 
     async def orchestrator_key() -> tuple[str]:

@@ -11,11 +11,16 @@ capped at `max_restarts` (Docker reads a cap of 0 as unlimited, so 0 means no re
 data directory of mode 0700 (not 0777), containers unprivileged with no-new-privileges, and nothing but the
 data directory mounted (never the Docker socket). A finished or failed container is reported, not
 re-created: restarting it is the orchestrator's decision (`restart()`).
+
+Isolation (network, user, capabilities, pids, CPU and memory caps, allowlists) is the provider's `TaskPolicy`,
+decided by `miner.isolation.isolate`; a task the policy refuses is reported failed with the reason on every
+beat and never pulled or started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import time
@@ -32,6 +37,7 @@ from pydantic import BaseModel
 
 from primenet.core.errors import PrimenetError
 from primenet.core.models import GpuDevice, TaskDetails, TaskSpec, TaskState
+from primenet.miner.isolation import Isolation, Refusal, TaskPolicy, isolate, network_config, network_mismatch
 
 LABEL_TASK = "primenet.task_id"
 LABEL_HASH = "primenet.config_hash"
@@ -39,6 +45,7 @@ LABEL_NODE = "primenet.node"
 DATA_MOUNT = "/data"
 NEVER_STARTED = "0001-01-01T00:00:00Z"
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # TaskSpec.task_id's pattern: one path component
+NOBODY_ID = 65534  # miner.isolation.NOBODY's uid and gid
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
@@ -77,9 +84,13 @@ def gpu_request(spec: TaskSpec, host_gpus: Sequence[GpuDevice]) -> list[DeviceRe
     return [DeviceRequest(driver="nvidia", device_ids=ids, capabilities=[["gpu"]])]
 
 
-def container_config(spec: TaskSpec, *, node: str, data_dir: Path, host_gpus: Sequence[GpuDevice]) -> dict[str, Any]:
-    """Keyword arguments of `containers.create` for `spec`: every security and resource choice is here."""
+def container_config(
+    spec: TaskSpec, *, node: str, data_dir: Path, host_gpus: Sequence[GpuDevice], isolation: Isolation
+) -> dict[str, Any]:
+    """Keyword arguments of `containers.create` for `spec`; network, user, capabilities and limits come from
+    `isolation` (`miner.isolation.isolate`), which overrides nothing of ours (name, env, labels, mounts)."""
     config: dict[str, Any] = {
+        **isolation.config,
         "image": spec.image,
         "name": spec.container_name(),
         "command": spec.command,
@@ -87,25 +98,17 @@ def container_config(spec: TaskSpec, *, node: str, data_dir: Path, host_gpus: Se
         # Ours last, so a task cannot pretend to be another task or node.
         "environment": {**spec.env, "PRIMENET_TASK_ID": spec.task_id, "PRIMENET_NODE": node},
         "labels": {LABEL_TASK: spec.task_id, LABEL_HASH: spec.config_hash(), LABEL_NODE: node},
-        # Our engines have no bridge network; host networking is also what the reference used by default.
-        "network_mode": "host",
-        "shm_size": f"{spec.shm_size_mib}m",
         "restart_policy": restart_policy(spec.max_restarts),
         "device_requests": gpu_request(spec, host_gpus),
         # The only mount: nothing else of the host, and never the Docker socket.
         "volumes": {str(data_dir): {"bind": DATA_MOUNT, "mode": "rw"}},
         "privileged": False,
-        "security_opt": ["no-new-privileges"],
         # An init process forwards SIGTERM to the command (a shell as PID 1 ignores it) and reaps zombies.
         "init": True,
         # Bounded logs: a chatty task must not fill the provider's disk.
         "log_config": LogConfig(type=LogConfig.types.JSON, config={"max-size": "50m", "max-file": "3"}),
     }
-    if spec.cpu_limit is not None:
-        config["nano_cpus"] = int(spec.cpu_limit * 1e9)
-    if spec.memory_limit_mib is not None:
-        config["mem_limit"] = f"{spec.memory_limit_mib}m"
-        config["memswap_limit"] = f"{spec.memory_limit_mib}m"  # the limit is not dodged through swap
+    config["security_opt"] = sorted({*isolation.config.get("security_opt", ()), "no-new-privileges"})
     return config
 
 
@@ -169,6 +172,7 @@ class DockerRunner:
         stop_timeout_s: int = 10,
         retry_after_s: float = 30.0,
         docker_timeout_s: int = 60,
+        policy: TaskPolicy | None = None,
     ) -> None:
         self.node = node.lower()
         self.storage_path = storage_path
@@ -176,6 +180,7 @@ class DockerRunner:
         self.stop_timeout_s = stop_timeout_s
         self.retry_after_s = retry_after_s  # a failed pull or create is tried again after this long, not before
         self.docker_timeout_s = docker_timeout_s
+        self.policy = policy if policy is not None else TaskPolicy()  # the safe defaults: isolated, no root
         self._docker: Any = client
         self._spec: TaskSpec | None = None
         self._start: _Start | None = None
@@ -243,13 +248,16 @@ class DockerRunner:
         container = await asyncio.to_thread(self._find, client, name)
         if container is not None:
             return self._container_status(spec, container, start)
+        decision = isolate(spec, self.policy)
+        if isinstance(decision, Refusal):  # every beat says why; nothing is pulled, nothing retried
+            return TaskStatus(task_id=spec.task_id, state=TaskState.FAILED, message=f"refused: {decision.reason}")
         waiting = not may_start or (start is not None and time.monotonic() - start.failed_at < self.retry_after_s)
         if start is not None and start.error is not None and waiting:
             return TaskStatus(task_id=spec.task_id, state=TaskState.FAILED, message=start.error)
         if not may_start:
             return TaskStatus(task_id=spec.task_id, state=TaskState.UNKNOWN, message="no container")
         start = _Start(name=name, phase=TaskState.PULLING if always_pull(spec.image) else TaskState.PENDING)
-        start.job = asyncio.create_task(self._run_start(client, spec, start), name=f"start-{name}")
+        start.job = asyncio.create_task(self._run_start(client, spec, decision, start), name=f"start-{name}")
         self._jobs.add(start.job)
         start.job.add_done_callback(self._jobs.discard)
         self._start = start
@@ -263,6 +271,9 @@ class DockerRunner:
         attrs: Mapping[str, Any] = container.attrs
         state: Mapping[str, Any] = attrs.get("State") or {}
         message: str | None = state.get("Error") or (start.note if start is not None else None)
+        if state.get("OOMKilled"):
+            memory = (attrs.get("HostConfig") or {}).get("Memory") or 0
+            message = f"killed: out of memory (limit {int(memory) // 2**20} MiB)"
         return TaskStatus(task_id=spec.task_id, state=task_state(state), details=task_details(attrs), message=message)
 
     def _unreachable(self, spec: TaskSpec | None, error: Exception) -> TaskStatus:
@@ -280,11 +291,12 @@ class DockerRunner:
         return container
 
     # --- starting -----------------------------------------------------------------------------------
-    async def _run_start(self, client: Any, spec: TaskSpec, start: _Start) -> None:
+    async def _run_start(self, client: Any, spec: TaskSpec, isolation: Isolation, start: _Start) -> None:
         try:
-            start.note = await asyncio.to_thread(self._ensure_image, client, spec.image, start)
+            pulled = await asyncio.to_thread(self._ensure_image, client, spec.image, start)
+            start.note = "; ".join(note for note in (pulled, *isolation.notes) if note) or None
             start.phase = TaskState.PENDING
-            await asyncio.to_thread(self._create_and_start, client, spec)
+            await asyncio.to_thread(self._create_and_start, client, spec, isolation, start)
         except Exception as error:  # recorded and reported: a background job must never fail silently
             start.error = f"start failed: {error}"
             start.failed_at = time.monotonic()
@@ -311,13 +323,17 @@ class DockerRunner:
             return f"pull of {image} failed, using the local image: {error}"
         return None
 
-    def _create_and_start(self, client: Any, spec: TaskSpec) -> None:
+    def _create_and_start(self, client: Any, spec: TaskSpec, isolation: Isolation, start: _Start) -> None:
         name = spec.container_name()
         if not self._wanted(name):
             return
-        data_dir = self._data_dir(spec.task_id)
+        if self.policy.network == "isolated":
+            self._ensure_network(client)
+        data_dir, remark = self._data_dir(spec.task_id, owner=None if spec.run_as_root else NOBODY_ID)
+        if remark is not None:
+            start.note = "; ".join(note for note in (start.note, remark) if note)
         container = client.containers.create(
-            **container_config(spec, node=self.node, data_dir=data_dir, host_gpus=self.host_gpus)
+            **container_config(spec, node=self.node, data_dir=data_dir, host_gpus=self.host_gpus, isolation=isolation)
         )
         if not self._wanted(name):  # the assignment changed while we were creating it
             container.remove(force=True)
@@ -328,14 +344,37 @@ class DockerRunner:
         spec = self._spec
         return spec is not None and spec.container_name() == name
 
-    def _data_dir(self, task_id: str) -> Path:
-        """<storage>/tasks/<task id>, mode 0700: tasks cannot read each other's data, nor can other users."""
+    def _ensure_network(self, client: Any) -> None:
+        """The `isolated` policy's bridge network: created when missing, refused when it exists with ICC on."""
+        try:
+            network = client.networks.get(self.policy.network_name)
+        except NotFound:
+            network = client.networks.create(**network_config(self.policy))
+        mismatch = network_mismatch((network.attrs or {}).get("Options"), self.policy)
+        if mismatch is not None:
+            raise DockerException(mismatch)
+
+    def _data_dir(self, task_id: str, owner: int | None) -> tuple[Path, str | None]:
+        """<storage>/tasks/<task id>: tasks cannot read each other's data, nor can other users. The task's user
+        (`owner`, 65534 unless it runs as root) must write it: a root miner makes it the owner (mode 0700); a
+        miner that is not root gives it to the group `owner` (mode 0770), which works when the miner is a member
+        of that group (the role adds it). Returns the path and a remark when neither was possible."""
         tasks = self.storage_path / "tasks"
         path = tasks / task_id
         path.mkdir(parents=True, exist_ok=True)
         tasks.chmod(0o700)
         path.chmod(0o700)
-        return path
+        if owner is None:
+            return path, None
+        try:
+            if os.geteuid() == 0:
+                os.chown(path, owner, owner)
+            else:
+                os.chown(path, -1, owner)
+                path.chmod(0o770)
+        except PermissionError:
+            return path, f"the task's user {owner} cannot write {DATA_MOUNT}: add the miner's user to group {owner}"
+        return path, None
 
     # --- removing -----------------------------------------------------------------------------------
     def _find(self, client: Any, name: str) -> Any:

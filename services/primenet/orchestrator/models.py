@@ -38,6 +38,12 @@ class TaskRequest(Wire):
         1, description="how many nodes run it, or every node that fits"
     )
     requirements: str = Field("", max_length=1024, description="core.requirements language; empty: none")
+    # What the task's container may use; each miner caps them by its provider's maxima (miner.isolation).
+    shm_size_mib: int = Field(64, ge=1, le=1 << 20, description="shared memory (shm) in MiB")
+    cpu_limit: float | None = Field(None, gt=0, le=4096, allow_inf_nan=False, description="CPUs; None: the cap")
+    memory_limit_mib: int | None = Field(None, ge=16, le=1 << 30, description="MiB; None: the provider's cap")
+    max_restarts: int = Field(3, ge=0, le=1000, description="restarts after failure before the task is failed")
+    run_as_root: bool = Field(False, description="run as root; only providers that allow it run the task")
 
 
 class StoredTask(TaskRequest):
@@ -52,6 +58,11 @@ class StoredTask(TaskRequest):
             entrypoint=self.entrypoint,
             env=self.env,
             gpus=self.gpus,
+            shm_size_mib=self.shm_size_mib,
+            cpu_limit=self.cpu_limit,
+            memory_limit_mib=self.memory_limit_mib,
+            max_restarts=self.max_restarts,
+            run_as_root=self.run_as_root,
         )
 
 
