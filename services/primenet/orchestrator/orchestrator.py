@@ -299,7 +299,9 @@ class Orchestrator:
                     await self.store.transition(record.node, NodeStatus.DEAD, now=now, expected=[node.status]),
                 )
             return
-        previous = await self.store.upsert_listed(record, listed_at=listed.updated_at, now=now)
+        previous = await self.store.upsert_listed(
+            record, listed_at=listed.updated_at, now=now, bound_specs_hash=listed.specs_hash
+        )
         if previous is None:
             log.info("node discovered", node=record.node, ip=record.ip, port=record.port)
             self.changed.set()

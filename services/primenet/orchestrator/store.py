@@ -5,7 +5,7 @@ Key layout (prefix `orch` by default):
     {p}:node:{address}     hash    one node: status, status_since, ip, port, provider, specs (JSON), listed_at,
                                    first_seen, last_heartbeat, version, task_id/task_state/task_details/
                                    task_message/task_updated_at (what its last heartbeat reported),
-                                   invite_failures, next_invite_at
+                                   invite_failures, next_invite_at, specs_hash (the validator's binding)
     {p}:status:{status}    set     node addresses by status (moved together with the hash's status field)
     {p}:tasks              set     task ids
     {p}:task:{id}          string  the task as created (StoredTask JSON; tasks are immutable)
@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from primenet.core.models import ComputeSpecs, NodeRecord, TaskDetails, TaskSpec
+from primenet.core.models import ComputeSpecs, NodeRecord, TaskDetails, TaskSpec, specs_hash
 from primenet.orchestrator.decide import NodeFacts
 from primenet.orchestrator.models import AssignmentView, NodeStatus, NodeView, StoredTask, TaskView
 
@@ -84,7 +84,8 @@ return {cur, redis.call('GET', ARGV[1] .. ':task:' .. task) or ''}
 """
 
 _UPSERT = """
-local fields = {'ip', ARGV[4], 'port', ARGV[5], 'provider', ARGV[6], 'specs', ARGV[7], 'listed_at', ARGV[8]}
+local fields = {'ip', ARGV[4], 'port', ARGV[5], 'provider', ARGV[6], 'specs', ARGV[7], 'listed_at', ARGV[8],
+                'specs_hash', ARGV[9]}
 local cur = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], unpack(fields))
 if cur then return cur end
@@ -146,6 +147,12 @@ def _specs(raw: str) -> ComputeSpecs:
     """Parsed once per distinct text: a pool's nodes share a handful of hardware shapes, and the scheduler reads
     every node's specs on each pass. (Callers must not mutate the shared result.)"""
     return ComputeSpecs.model_validate_json(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _specs_hash(raw: str) -> str:
+    """`specs_hash` of stored specs text, once per distinct text (the scheduler asks for every node each pass)."""
+    return specs_hash(_specs(raw))
 
 
 @functools.lru_cache(maxsize=256)
@@ -231,13 +238,18 @@ class OrchestratorStore:
 
     # --- nodes ------------------------------------------------------------------------------------------
 
-    async def upsert_listed(self, record: NodeRecord, *, listed_at: float, now: float) -> NodeStatus | None:
-        """Store what discovery lists for a node; a new node starts Discovered. Returns the prior status."""
+    async def upsert_listed(
+        self, record: NodeRecord, *, listed_at: float, now: float, bound_specs_hash: str | None = None
+    ) -> NodeStatus | None:
+        """Store what discovery lists for a node; a new node starts Discovered. Returns the prior status.
+
+        `bound_specs_hash`: the hash a validator bound the node's validation to; the scheduler gives a node work
+        only while its stored specs hash to it (`NodeFacts.specs_validated`)."""
         previous = await self._upsert(
             keys=[self.node_key(record.node)],
             args=[
                 self.prefix, record.node, repr(now), record.ip, str(record.port), record.provider,
-                record.specs.model_dump_json(), repr(listed_at),
+                record.specs.model_dump_json(), repr(listed_at), bound_specs_hash or "",
             ],
         )  # fmt: skip
         return NodeStatus(previous) if previous else None
@@ -295,12 +307,14 @@ class OrchestratorStore:
             part = wanted[start : start + chunk]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for address in part:
-                    pipe.hmget(self.node_key(address), ["status", "specs", "last_heartbeat"])
+                    pipe.hmget(self.node_key(address), ["status", "specs", "last_heartbeat", "specs_hash"])
                 rows = cast(list[list[str | None]], await pipe.execute())
-            for address, (status, specs, last_heartbeat) in zip(part, rows, strict=True):
+            for address, (status, specs, last_heartbeat, bound) in zip(part, rows, strict=True):
                 if status:
                     parsed = _specs(specs) if specs else None
-                    facts.append(NodeFacts(address, NodeStatus(status), parsed, _float(last_heartbeat)))
+                    validated = parsed is not None and bool(bound) and bound == _specs_hash(specs or "")
+                    beat = _float(last_heartbeat)
+                    facts.append(NodeFacts(address, NodeStatus(status), parsed, beat, specs_validated=validated))
         return facts
 
     async def set_fields(self, address: str, fields: Mapping[str, str]) -> None:

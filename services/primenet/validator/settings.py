@@ -44,6 +44,9 @@ class ValidatorSettings(ServiceSettings):
     admin_token: SecretStr | None = Field(None, description="bearer token for GET /rejections; unset disables it")
 
     challenge_n: int = Field(256, ge=1, le=MAX_N, description="matrix size of a challenge")
+    gpu_challenge_n: int | None = Field(
+        None, ge=1, le=MAX_N, description="matrix size for nodes that claim a GPU (advised: 16384); unset: challenge_n"
+    )
     challenge_dtype: MatrixDtype = Field(MatrixDtype.FLOAT32, description="float64, float32, float16, bfloat16")
     challenge_deadline_s: float = Field(60.0, gt=0, le=3600, description="the commitment must arrive this soon")
     reveal_deadline_s: float = Field(30.0, gt=0, le=3600, description="the opening must arrive this soon after")
@@ -58,6 +61,8 @@ class ValidatorSettings(ServiceSettings):
     feed_timeout_s: float = Field(25.0, ge=0, le=30, description="long-poll wait on discovery's change feed")
     resync_interval_s: float = Field(300.0, gt=0, description="full re-listing of unvalidated nodes this often")
     tick_s: float = Field(1.0, gt=0, description="how often due retries are looked for")
+    rechallenge_interval_s: float = Field(21600.0, gt=0, description="validated nodes are challenged again this often")
+    rechallenge_jitter_s: float = Field(3600.0, ge=0, description="a random extra wait, up to this, per re-challenge")
     rejections_kept: int = Field(500, ge=1, description="recent rejections kept for GET /rejections")
     key_prefix: str = Field("val", pattern=r"^[a-z0-9_]{1,32}$", description="Redis key prefix")
 
