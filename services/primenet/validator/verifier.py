@@ -173,11 +173,6 @@ class Throughput(Wire):
         return float(getattr(self, dtype.value))
 
 
-# The challenge size the docs advise for GPU pools (`PRIMENET_GPU_CHALLENGE_N`): large enough that the device's
-# multiply, not the host's O(n^2) work, decides whether a claimed GPU is fast enough.
-GPU_POOL_N = 16384
-
-
 class TimingPolicy(Wire):
     """The allowance is about the device: its multiply at the table's throughput, plus a bounded host allowance.
 
