@@ -26,6 +26,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from prometheus_client.parser import text_string_to_metric_families
 
+from binding import bind_listed_specs
 from primenet.chain.contracts import Network
 from primenet.chain.eip712 import PoolInvite
 from primenet.core.auth import RequestSigner
@@ -208,6 +209,7 @@ async def listed(settings: MinerSettings, node: LocalAccount, orchestrator: Orch
     """Onboard as `primenet miner run` does (the node is registered already: only its record is uploaded), then wait
     until the orchestrator lists it, so that its first heartbeat is not refused as an unknown node's."""
     await onboard(settings, MinerKeys(provider=provider, node=node), specs=SPECS)
+    await bind_listed_specs(settings.discovery_url, node.address)  # as the validator does once the node passed
     await orchestrator.listed(node.address)
 
 
