@@ -285,6 +285,7 @@ class DiscoveryStore:
                 event = dict(changed)
                 if "validated" in event:  # as served: a chain validation counts only with a matching binding
                     event["validated"] = changed["validated"] and current.specs_validated
+                    event["chain_validated"] = changed["validated"]
                 self._emit(pipe, "flags_changed", node.lower(), current.record.pool_id, event)
                 try:
                     await pipe.execute()
