@@ -242,9 +242,12 @@ async def test_a_node_that_uploads_bigger_specs_is_unvalidated_unscheduled_and_c
         health = await validator_health(validator_url)
         assert health["counts"]["accepted"] >= 2
         assert health["counts"]["bindings"] >= 2
-        info = await network.node(address)
-        assert info is not None
-        assert info.is_validated
+
+        async def validated_on_chain() -> bool:
+            info = await network.node(address)
+            return info is not None and info.is_validated
+
+        await wait_for(validated_on_chain, "the node validated on chain again")
 
 
 async def test_compute_units_above_what_the_specs_justify_are_refused_before_any_challenge(

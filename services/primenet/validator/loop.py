@@ -281,7 +281,7 @@ class ValidatorLoop:
             return
         if info.is_validated and not recheck:
             listed = await self.discovery.node(node)  # asked again: the feed may lag a binding just made
-            if listed is None or listed.is_validated:
+            if listed is None or listed.specs_validated:  # bound to these specs: discovery's chain flag lags
                 self._drop(node)
                 return
             # Validated on chain for other specs than the record's: withdraw it, then challenge what is claimed now.
