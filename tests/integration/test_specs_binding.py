@@ -325,3 +325,38 @@ async def test_only_validators_bind_and_only_the_specs_the_record_has(devnet: De
         ) as http:
             listing = (await http.get("/api/validator", params={"validated": "false"})).json()
         assert address in [item["node"] for item in listing["nodes"]]  # back to the validators
+
+
+async def test_validated_nodes_are_challenged_again_periodically(
+    devnet: DevnetState, network: Network, new_node: NewNode, tmp_path: Path
+) -> None:
+    """Re-challenges at `rechallenge_interval_s` plus a random part of `rechallenge_jitter_s` after each pass: the
+    real miner passes again and its binding is renewed; the chain validation stays."""
+    prefix = "sp" + secrets.token_hex(4)
+    node = await new_node()
+    miner_port = free_port()
+    with ExitStack() as stack:
+        discovery_url = stack.enter_context(
+            serve_in_thread(create_discovery(discovery_settings(devnet, "d" + prefix)), port=free_port())
+        )
+        settings = validator_settings(
+            devnet, discovery_url, "v" + prefix, rechallenge_interval_s=0.5, rechallenge_jitter_s=0.5
+        )
+        validator_url = stack.enter_context(serve_in_thread(create_validator(settings, validator), port=free_port()))
+        keys = MinerKeys(provider=provider, node=node)
+        msettings = miner_settings(devnet, tmp_path, miner_port, discovery_url)
+        stack.enter_context(serve_in_thread(create_miner(msettings, keys, SPECS), port=miner_port))
+        await upload(discovery_url, node, miner_port, SPECS)
+
+        async def passed_again() -> bool:
+            counts = (await validator_health(validator_url))["counts"]
+            return counts.get("rechallenges_passed", 0) >= 2
+
+        await wait_for(passed_again, "two re-challenges passed")
+        counts = (await validator_health(validator_url))["counts"]
+        assert counts["validations"] == 1  # validated once; the re-challenges only renew the binding
+        assert counts["bindings"] >= 3
+        assert (await served(discovery_url, node))["is_validated"] is True
+        info = await network.node(node.address)
+        assert info is not None
+        assert info.is_validated

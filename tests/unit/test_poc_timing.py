@@ -9,6 +9,8 @@ arrival time a CPU would need.
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from eth_account import Account
@@ -16,7 +18,7 @@ from eth_account import Account
 from primenet.core.challenge.wire import GPU_POOL_N, Commitment, MatrixDtype, MinerTimings, OpenedRow, Opening, Vector
 from primenet.core.models import ComputeSpecs, GpuDevice
 from primenet.validator.challenger import ChallengeClient, claimed_gpu
-from primenet.validator.policy import max_compute_units
+from primenet.validator.policy import first_rechallenge, max_compute_units, next_rechallenge
 from primenet.validator.settings import ValidatorSettings
 from primenet.validator.verifier import DEFAULT_TABLE, Reason, Throughput, new_challenge, reveal, verify
 
@@ -109,3 +111,14 @@ def test_compute_units_are_bounded_by_the_specs() -> None:
     assert max_compute_units(ComputeSpecs()) == 1
     assert max_compute_units(ComputeSpecs(gpus=gpus[:1])) == 1000
     assert max_compute_units(ComputeSpecs(gpus=gpus)) == 8000
+
+
+def test_re_challenges_come_after_the_interval_at_a_random_time_within_the_jitter() -> None:
+    rng = random.Random(7)
+    times = [next_rechallenge(1000.0, 21600.0, 3600.0, rng) for _ in range(200)]
+    assert all(1000.0 + 21600.0 <= t <= 1000.0 + 21600.0 + 3600.0 for t in times)
+    assert len(set(times)) == 200  # not predictable from one to the next
+    first = [first_rechallenge(1000.0, 21600.0, 3600.0, rng) for _ in range(200)]
+    assert all(1000.0 <= t <= 1000.0 + 25200.0 for t in first)
+    settings = ValidatorSettings()
+    assert (settings.rechallenge_interval_s, settings.rechallenge_jitter_s) == (21600.0, 3600.0)
