@@ -13,6 +13,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from binding import bind_listed_specs
 from primenet.chain.contracts import Network
 from primenet.core.auth import RequestSigner
 from primenet.core.models import ComputeSpecs, GpuDevice, NodeRecord
@@ -193,10 +194,14 @@ async def test_chain_sync_updates_flags_and_emits_events(
             page = (await http.get("/api/events", params={"since": cursor, "timeout": 2})).json()
             seen += page["events"]
             cursor = page["cursor"]
+        unbound = (await http.get("/api/validator", params={"validated": "true"})).json()
+        await bind_listed_specs(discovery_url, registered.address)  # as the validator does after its challenge
         listing = (await http.get("/api/validator", params={"validated": "true"})).json()
-    assert {"type": "flags_changed", "data": {"validated": True}} in [
+    # Served validated only once bound to the challenged specs (issue 15, item 4); the chain's flag is in the event.
+    assert {"type": "flags_changed", "data": {"validated": False, "chain_validated": True}} in [
         {"type": e["type"], "data": e["data"]} for e in seen
     ]
+    assert registered.address.lower() not in [n["node"] for n in unbound["nodes"]]
     assert registered.address.lower() in [n["node"] for n in listing["nodes"]]
 
 

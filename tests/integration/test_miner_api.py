@@ -26,6 +26,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from prometheus_client.parser import text_string_to_metric_families
 
+from binding import bind_listed_specs
 from primenet.chain.contracts import Network
 from primenet.chain.eip712 import PoolInvite
 from primenet.core.auth import RequestSigner
@@ -38,7 +39,7 @@ from primenet.devnet.serve import serve_in_thread
 from primenet.discovery.app import create_app as create_discovery
 from primenet.discovery.settings import DiscoverySettings
 from primenet.miner.app import create_app
-from primenet.miner.onboarding import onboard
+from primenet.miner.onboarding import onboard, specs_source
 from primenet.miner.runner import LABEL_NODE
 from primenet.miner.settings import MinerKeys, MinerSettings
 from primenet.orchestrator.app import create_app as create_orchestrator
@@ -207,7 +208,9 @@ def miner_settings(devnet: DevnetState, tmp_path: Path, discovery_url: str, **ch
 async def listed(settings: MinerSettings, node: LocalAccount, orchestrator: Orchestrator) -> None:
     """Onboard as `primenet miner run` does (the node is registered already: only its record is uploaded), then wait
     until the orchestrator lists it, so that its first heartbeat is not refused as an unknown node's."""
-    await onboard(settings, MinerKeys(provider=provider, node=node), specs=SPECS)
+    # The specs the miner's publisher detects and re-uploads: the ones the validator would have challenged and bound.
+    await onboard(settings, MinerKeys(provider=provider, node=node), specs=specs_source(settings)())
+    await bind_listed_specs(settings.discovery_url, node.address)  # as the validator does once the node passed
     await orchestrator.listed(node.address)
 
 
@@ -395,6 +398,7 @@ async def test_kill_9_and_restart_keeps_the_task_container(
 
     process = await start()
     try:
+        await bind_listed_specs(discovery_url, address)  # `miner run` uploaded it; the validator would bind it
         await orchestrator.listed(address)  # `miner run` uploaded the node's record to discovery
         async with client(url, manager, address) as owner:
             body = await invite_body(network, node.address, orchestrator.url)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from eth_account.signers.local import LocalAccount
 
+from binding import bind_listed_specs
 from primenet.chain.contracts import Network
 from primenet.core.auth import RequestSigner
 from primenet.core.models import ComputeSpecs, NodeRecord
@@ -100,6 +101,7 @@ async def upload(discovery_url: str, node: LocalAccount, port: int) -> None:
     ) as http:
         response = await http.put("/api/nodes", json=record.model_dump(mode="json"))
     assert response.status_code == 200, response.text
+    await bind_listed_specs(discovery_url, node.address)  # as the validator does once the node passed
 
 
 class Api:

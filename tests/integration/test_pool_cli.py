@@ -25,7 +25,15 @@ from eth_account.signers.local import LocalAccount
 from cells import row_heights
 from primenet.chain.deployment import Deployment
 from primenet.core.auth import RequestSigner, orchestrator_audience
-from primenet.core.models import ComputeSpecs, GpuDevice, Heartbeat, HeartbeatReply, NodeRecord, TaskState
+from primenet.core.models import (
+    ComputeSpecs,
+    GpuDevice,
+    Heartbeat,
+    HeartbeatReply,
+    NodeRecord,
+    TaskState,
+    specs_hash,
+)
 from primenet.core.redisdb import connect
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import DevnetState
@@ -90,7 +98,9 @@ async def known_node(redis_url: str, prefix: str, node: LocalAccount, miner_port
     )
     redis = connect(redis_url)
     try:
-        await OrchestratorStore(redis, prefix=prefix).upsert_listed(record, listed_at=time.time(), now=time.time())
+        await OrchestratorStore(redis, prefix=prefix).upsert_listed(
+            record, listed_at=time.time(), now=time.time(), bound_specs_hash=specs_hash(record.specs)
+        )
     finally:
         await redis.aclose()
 

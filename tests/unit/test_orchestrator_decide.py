@@ -113,8 +113,15 @@ def need(task_id: str, nodes: int | None = 1, requirements: str = "", created_at
     return TaskNeed(task_id=task_id, created_at=created_at, nodes=nodes, requirements=parse(requirements))
 
 
-def node(address: str, status: S = S.HEALTHY, specs: ComputeSpecs | None = CPU, beat: float | None = 100) -> NodeFacts:
-    return NodeFacts(address=address, status=status, specs=specs, last_heartbeat=beat)
+def node(
+    address: str,
+    status: S = S.HEALTHY,
+    specs: ComputeSpecs | None = CPU,
+    beat: float | None = 100,
+    *,
+    specs_validated: bool = True,
+) -> NodeFacts:
+    return NodeFacts(address=address, status=status, specs=specs, last_heartbeat=beat, specs_validated=specs_validated)
 
 
 def test_each_healthy_node_gets_at_most_one_task_up_to_the_wanted_count() -> None:
@@ -129,9 +136,19 @@ def test_all_takes_every_fitting_node_and_requirements_are_respected() -> None:
     assert schedule(tasks, nodes, {}, now=100, grace_s=10) == {"n1": "gpu", "n3": "gpu"}
 
 
-def test_unknown_specs_fit_only_tasks_without_requirements() -> None:
+def test_unknown_or_unbound_specs_fit_no_task() -> None:
+    """A node runs work only on the specs a validator bound its validation to (issue 15, item 4)."""
     tasks = [need("any", None)]
-    assert schedule(tasks, [node("n1", specs=None)], {}, now=100, grace_s=10) == {"n1": "any"}
+    assert schedule(tasks, [node("n1", specs=None, specs_validated=False)], {}, now=100, grace_s=10) == {}
+    assert schedule(tasks, [node("n1", specs_validated=False)], {}, now=100, grace_s=10) == {}
+    assert schedule(tasks, [node("n1", specs=GPU, specs_validated=False)], {"n1": "any"}, now=100, grace_s=10) == {}
+    assert schedule(tasks, [node("n1")], {}, now=100, grace_s=10) == {"n1": "any"}
+
+
+def test_a_gpu_pool_never_takes_a_node_without_a_gpu() -> None:
+    # count_min=0 names GPUs, so the pool is a GPU pool: a CPU node that "meets" it still never gets its work.
+    tasks = [need("gpu", None, "gpu:count_min=0;gpu:model=H100")]
+    assert schedule(tasks, [node("cpu", specs=CPU), node("gpu", specs=GPU)], {}, now=100, grace_s=10) == {"gpu": "gpu"}
 
 
 def test_only_healthy_nodes_get_new_work() -> None:

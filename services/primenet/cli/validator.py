@@ -71,7 +71,10 @@ def challenge(
         str | None,
         typer.Option(help=f'Claimed GPU model; default: the record\'s first GPU, "{CPU_MODEL}" with --url.'),
     ] = None,
-    n: Annotated[int | None, typer.Option("-n", help="Matrix size (default PRIMENET_CHALLENGE_N).")] = None,
+    n: Annotated[
+        int | None,
+        typer.Option("-n", help="Matrix size (default PRIMENET_CHALLENGE_N, PRIMENET_GPU_CHALLENGE_N for a GPU)."),
+    ] = None,
     dtype: Annotated[MatrixDtype | None, typer.Option(help="Matrix dtype (default PRIMENET_CHALLENGE_DTYPE).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -80,7 +83,7 @@ def challenge(
         fail(f"{node!r} is not a node address", 2)
     if url is not None:
         url = http_url(url)
-    settings = _settings(challenge_n=n, challenge_dtype=dtype)
+    settings = _settings(challenge_n=n, gpu_challenge_n=n, challenge_dtype=dtype)
     account = _account(settings)
     try:
         result = asyncio.run(_challenge_one(settings, account, node.lower(), url, gpu))
@@ -111,7 +114,8 @@ async def _challenge_one(
     if gpu is not None:
         target = Target(node=target.node, url=target.url, claimed_gpu=gpu)
     client = ChallengeClient.from_settings(account, settings, chain_id=chain_id)
-    progress(f"challenging {target.url} (n = {settings.challenge_n}, {settings.challenge_dtype}, {target.claimed_gpu})")
+    size = client.size_for(target.claimed_gpu)
+    progress(f"challenging {target.url} (n = {size}, {settings.challenge_dtype}, {target.claimed_gpu})")
     return await client.run(target)
 
 

@@ -7,6 +7,7 @@ discovery can add fields without breaking the validators and orchestrators alrea
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from primenet.core.auth import RequestSigner
 from primenet.core.errors import PrimenetError
-from primenet.core.models import FeedPage, NodeRecord
+from primenet.core.models import SPECS_HASH_PATTERN, ComputeSpecs, FeedPage, NodeRecord, SpecsBinding, specs_hash
 
 
 class DiscoveryError(PrimenetError, RuntimeError):
@@ -36,15 +37,23 @@ class ListedNode(_Lenient):
     record: NodeRecord
     is_validated: bool
     updated_at: float = 0.0  # when the miner last published the record
+    specs_hash: str | None = None  # the hash a validator bound the validation to (None: never bound)
 
     @classmethod
     def parse(cls, item: dict[str, Any]) -> ListedNode:
         fields = {key: item[key] for key in NodeRecord.model_fields if key in item}
+        bound = item.get("specs_hash")
         return cls(
             record=NodeRecord.model_validate(fields),
             is_validated=bool(item.get("is_validated", False)),
             updated_at=float(item.get("updated_at", 0.0)),
+            specs_hash=bound if isinstance(bound, str) and re.fullmatch(SPECS_HASH_PATTERN, bound) else None,
         )
+
+    @property
+    def specs_validated(self) -> bool:
+        """The record's specs are the ones a validator vouched for (checked here, not taken on discovery's word)."""
+        return self.specs_hash is not None and self.specs_hash == specs_hash(self.record.specs)
 
 
 class DiscoveryReader:
@@ -105,6 +114,22 @@ class DiscoveryReader:
         """One node's listing entry (the validator listing is the record a validator may read)."""
         nodes, _ = await self.listing()
         return next((n for n in nodes if n.record.node == address.lower()), None)
+
+    async def bind_specs(self, node: str, specs: ComputeSpecs) -> None:
+        """Bind the node's validation to these specs (`PUT /api/validator/nodes/{node}/specs`, VALIDATOR_ROLE).
+
+        DiscoveryError (with the status) when discovery refuses, e.g. 409 `specs_changed`: the node uploaded
+        other specs since they were challenged."""
+        body = SpecsBinding(specs=specs, specs_hash=specs_hash(specs)).model_dump(mode="json")
+        path = f"/api/validator/nodes/{node.lower()}/specs"
+        try:
+            response = await self.http.put(path, json=body)
+        except httpx.HTTPError as exc:
+            raise DiscoveryError(f"discovery unreachable: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise DiscoveryError(
+                f"PUT {path}: HTTP {response.status_code}: {response.text[:300]}", status=response.status_code
+            )
 
     async def events(self, since: str, wait_s: float, *, pool_id: int | None = None) -> FeedPage:
         """Changes after `since` (of one pool's nodes with `pool_id`); discovery holds the request up to `wait_s`

@@ -96,6 +96,33 @@ class ComputeSpecs(Wire):
         return len(self.gpus)
 
 
+# The fields a challenge vouches for: the hardware that is paid for. Free disk, the storage path and driver or CUDA
+# versions move without the hardware changing, so they are left out (a node may re-upload them freely).
+BOUND_SPEC_FIELDS = ("gpus", "cpu_model", "cpu_cores", "ram_mib")
+SPECS_HASH_PATTERN = r"^[0-9a-f]{64}$"
+
+
+def specs_hash(specs: ComputeSpecs) -> str:
+    """sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the specs' `BOUND_SPEC_FIELDS`.
+
+    What a validator binds a validation to: two specs with the same hash describe the same challenged hardware.
+    Stable across processes and versions as long as those fields keep their names and types.
+    """
+    bound = specs.model_dump(mode="json", include=set(BOUND_SPEC_FIELDS))
+    canonical = json.dumps(bound, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class SpecsBinding(Wire):
+    """Validator -> discovery `PUT /api/validator/nodes/{address}/specs`: the specs a passed challenge vouched for.
+
+    `specs_hash` must equal `specs_hash(specs)`; discovery keeps both and reports the node validated only while
+    the specs it uploads hash to the same value."""
+
+    specs: ComputeSpecs
+    specs_hash: str = Field(pattern=SPECS_HASH_PATTERN)
+
+
 class NodeRecord(Wire):
     """A node's self-description, uploaded to discovery signed by the node key."""
 

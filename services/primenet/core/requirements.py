@@ -65,6 +65,11 @@ class Requirements:
     ram_mib: int | None = None
     storage_gb: float | None = None
 
+    @property
+    def wants_gpu(self) -> bool:
+        """A GPU pool: its requirements name GPUs at all (even `gpu:count_min=0`), so a node without one never fits."""
+        return bool(self.gpu_alternatives)
+
     def unmet(self, specs: ComputeSpecs) -> list[str]:
         """Human-readable reasons the specs fall short; empty when they meet every requirement."""
         problems: list[str] = []

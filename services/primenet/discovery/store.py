@@ -3,7 +3,9 @@
 Key layout (prefix `disc` by default):
 
     disc:node:<node>        hash   record (NodeRecord JSON), validated, active, whitelisted, blacklisted
-                                   ("0"/"1"), created_at, updated_at (unix seconds)
+                                   ("0"/"1"), created_at, updated_at (unix seconds); record_specs_hash
+                                   (`specs_hash` of the record's specs); specs_hash and bound_specs (JSON):
+                                   what a validator bound the validation to (`bind_specs`), absent until then
     disc:nodes              zset   every node, scored by created_at (stable listing order)
     disc:pool:<pool id>     set    nodes whose record names that pool
     disc:provider:<addr>    set    nodes of a provider (a whitelist change touches them all)
@@ -11,6 +13,10 @@ Key layout (prefix `disc` by default):
                                    is `nodeaddr.ip_limit_key`: the IPv4 address, or the /64 of an IPv6 one
     disc:feed               stream change feed: fields type, node, pool_id, data (JSON)
     disc:sync               hash   block (last chain block applied), synced_at
+
+Validated, as served (`is_validated`), is the chain's flag AND the binding: the record's specs hash to the bound
+`specs_hash`. A node that uploads other hardware after its challenge is served unvalidated (and listed to the
+validators as a candidate) until a validator challenges it again and binds the new specs.
 
 A record write and its feed event go in one MULTI/EXEC, so a reader never sees one without the other, and
 with AOF on, an acknowledged registration survives a restart of Redis or discovery.
@@ -28,7 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
 from primenet.core.errors import PrimenetError
-from primenet.core.models import FeedEvent, FeedPage, NodeRecord, stored_form
+from primenet.core.models import ComputeSpecs, FeedEvent, FeedPage, NodeRecord, specs_hash, stored_form
 from primenet.core.nodeaddr import ip_limit_key
 
 FLAGS = ("validated", "active", "whitelisted", "blacklisted")
@@ -44,11 +50,23 @@ class StoredNode(BaseModel):
     blacklisted: bool
     created_at: float
     updated_at: float
+    specs_hash: str | None = None  # bound by a validator after a passed challenge
+    bound_specs: ComputeSpecs | None = None
+
+    @property
+    def specs_validated(self) -> bool:
+        """The record's specs are the ones a validator bound the validation to."""
+        return self.specs_hash is not None and self.specs_hash == specs_hash(self.record.specs)
 
     def public(self) -> dict[str, Any]:
         return {
             **self.record.model_dump(mode="json"),
             **{f"is_{flag}": getattr(self, flag) for flag in FLAGS},
+            "is_validated": self.validated and self.specs_validated,
+            "is_chain_validated": self.validated,
+            "specs_validated": self.specs_validated,
+            "specs_hash": self.specs_hash,
+            "bound_specs": None if self.bound_specs is None else self.bound_specs.model_dump(mode="json"),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -57,13 +75,42 @@ class StoredNode(BaseModel):
 _WHOLE_ROW = {"record", "created_at", "updated_at"}
 
 
+def _specs_validated(row: Mapping[str, str]) -> bool:
+    bound = row.get("specs_hash")
+    if not bound:
+        return False
+    current = row.get("record_specs_hash")
+    if not current:
+        try:
+            current = specs_hash(NodeRecord.model_validate_json(row["record"]).specs)
+        except ValueError:  # an unreadable record (pydantic's ValidationError is a ValueError) is not validated
+            return False
+    return bound == current
+
+
+def _served_validated(row: Mapping[str, str]) -> bool:
+    return row.get("validated") == "1" and _specs_validated(row)
+
+
 def _public_json(row: Mapping[str, str]) -> str:
-    flags = "".join(f',"is_{flag}":{"true" if row.get(flag) == "1" else "false"}' for flag in FLAGS)
-    return f'{row["record"][:-1]}{flags},"created_at":{row["created_at"]},"updated_at":{row["updated_at"]}}}'
+    """`StoredNode.public()` without pydantic (the record JSON is stored already canonical)."""
+    served = {**row, "validated": "1" if _served_validated(row) else "0"}
+    flags = "".join(f',"is_{flag}":{"true" if served.get(flag) == "1" else "false"}' for flag in FLAGS)
+    bound = row.get("specs_hash")
+    binding = (
+        f',"is_chain_validated":{"true" if row.get("validated") == "1" else "false"}'
+        f',"specs_validated":{"true" if _specs_validated(row) else "false"}'
+        f',"specs_hash":{json.dumps(bound) if bound else "null"},"bound_specs":{row.get("bound_specs") or "null"}'
+    )
+    return f'{row["record"][:-1]}{flags}{binding},"created_at":{row["created_at"]},"updated_at":{row["updated_at"]}}}'
 
 
 class ConflictError(PrimenetError):
     """The write lost a race with another write of the same node; the caller retries."""
+
+
+class SpecsChangedError(PrimenetError):
+    """A binding for specs the node's record no longer has: it uploaded other hardware since its challenge."""
 
 
 def _stream_id(cursor: str) -> tuple[int, int]:
@@ -103,10 +150,13 @@ class DiscoveryStore:
         if not raw:
             return None
         try:
+            bound = raw.get("bound_specs")
             return StoredNode(
                 record=NodeRecord.model_validate_json(raw["record"]),
                 created_at=float(raw["created_at"]),
                 updated_at=float(raw["updated_at"]),
+                specs_hash=raw.get("specs_hash") or None,
+                bound_specs=ComputeSpecs.model_validate_json(bound) if bound else None,
                 **{flag: raw.get(flag) == "1" for flag in FLAGS},
             )
         except (ValueError, KeyError):  # pydantic's ValidationError is a ValueError
@@ -143,7 +193,7 @@ class DiscoveryStore:
             rows.sort(key=lambda row: float(row["created_at"]))
         if validated is not None:
             wanted = "1" if validated else "0"
-            rows = [row for row in rows if row.get("validated", "0") == wanted]
+            rows = [row for row in rows if ("1" if _served_validated(row) else "0") == wanted]
         return [_public_json(row) for row in rows]
 
     async def all_nodes(self) -> list[StoredNode]:
@@ -193,6 +243,8 @@ class DiscoveryStore:
                 record=record,
                 created_at=created,
                 updated_at=now,
+                specs_hash=current.specs_hash if current else None,
+                bound_specs=current.bound_specs if current else None,
                 **{flag: flags.get(flag, getattr(current, flag) if current else False) for flag in FLAGS},
             )
             kind = "registered" if current is None else "updated"
@@ -201,6 +253,7 @@ class DiscoveryStore:
                 key,
                 mapping={
                     "record": stored_form(record),
+                    "record_specs_hash": specs_hash(record.specs),
                     "created_at": repr(created),
                     "updated_at": repr(now),
                     **{flag: "1" if getattr(stored, flag) else "0" for flag in FLAGS},
@@ -238,7 +291,11 @@ class DiscoveryStore:
                 pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.hset(key, mapping={flag: "1" if value else "0" for flag, value in changed.items()})
                 pipe.hset(key, "updated_at", repr(time.time()))
-                self._emit(pipe, "flags_changed", node.lower(), current.record.pool_id, changed)
+                event = dict(changed)
+                if "validated" in event:  # as served: a chain validation counts only with a matching binding
+                    event["validated"] = changed["validated"] and current.specs_validated
+                    event["chain_validated"] = changed["validated"]
+                self._emit(pipe, "flags_changed", node.lower(), current.record.pool_id, event)
                 try:
                     await pipe.execute()
                 except WatchError:
@@ -273,6 +330,40 @@ class DiscoveryStore:
                 except WatchError:
                     continue
                 return True
+        raise ConflictError
+
+    async def bind_specs(self, node: str, specs: ComputeSpecs) -> StoredNode | None:
+        """Bind the node's validation to `specs` (set by a validator after a passed challenge) and emit an
+        `updated` event with the node as served. None when the node is unknown; `SpecsChangedError` when its
+        record's specs no longer hash to these (it uploaded other hardware since the challenge)."""
+        key = self.node_key(node)
+        bound = specs_hash(specs)
+        for _ in range(5):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                current = self._decode(cast(dict[str, str], await pipe.hgetall(key)))
+                if current is None:
+                    return None
+                if specs_hash(current.record.specs) != bound:
+                    raise SpecsChangedError(node)
+                now = time.time()
+                stored = current.model_copy(update={"specs_hash": bound, "bound_specs": specs, "updated_at": now})
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.hset(
+                    key,
+                    mapping={
+                        "specs_hash": bound,
+                        "bound_specs": specs.model_dump_json(),
+                        "record_specs_hash": bound,
+                        "updated_at": repr(now),
+                    },
+                )
+                self._emit(pipe, "updated", node.lower(), current.record.pool_id, stored.public())
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                return stored
         raise ConflictError
 
     def _emit(self, pipe: Any, kind: str, node: str, pool_id: int, data: Mapping[str, Any]) -> None:

@@ -119,11 +119,17 @@ class NodeFacts:
     status: NodeStatus
     specs: ComputeSpecs | None
     last_heartbeat: float | None
+    specs_validated: bool = False  # its specs hash to what a validator bound its validation to
 
 
 def fits(task: TaskNeed, node: NodeFacts) -> bool:
-    if node.specs is None:  # unknown hardware meets only "no requirements"
-        return task.requirements == Requirements()
+    """Whether the node may run the task: its specs are the validated ones (a node that uploaded other hardware
+    after its challenge gets no work until it is challenged again), meet the task's requirements, and include a
+    GPU whenever the requirements name GPUs at all."""
+    if not node.specs_validated or node.specs is None:
+        return False
+    if task.requirements.wants_gpu and node.specs.gpu_count == 0:
+        return False
     return not task.requirements.unmet(node.specs)
 
 

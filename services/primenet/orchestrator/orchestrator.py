@@ -313,6 +313,12 @@ class Orchestrator:
         record, now = listed.record, self.clock()
         if not listed.is_validated or record.pool_id != self.settings.pool_id:
             node = await self.store.node(record.node)
+            if node is not None and record.pool_id == self.settings.pool_id:
+                # Kept as it claims now (specs and binding), so the scheduler sees specs no validator vouched for,
+                # whatever its status becomes (a heartbeat may bring it back before it is ejected).
+                await self.store.upsert_listed(
+                    record, listed_at=listed.updated_at, now=now, bound_specs_hash=listed.specs_hash
+                )
             keep = (NodeStatus.BANNED, NodeStatus.DEAD, NodeStatus.EJECTED)
             if node is not None and node.status not in keep:
                 await self.moved(
@@ -321,7 +327,9 @@ class Orchestrator:
                     await self.store.transition(record.node, NodeStatus.DEAD, now=now, expected=[node.status]),
                 )
             return
-        previous = await self.store.upsert_listed(record, listed_at=listed.updated_at, now=now)
+        previous = await self.store.upsert_listed(
+            record, listed_at=listed.updated_at, now=now, bound_specs_hash=listed.specs_hash
+        )
         if previous is None:
             log.info("node discovered", node=record.node, ip=record.ip, port=record.port)
             self.changed.set()

@@ -5,7 +5,7 @@ Key layout (prefix `orch` by default):
     {p}:node:{address}     hash    one node: status, status_since, ip, port, provider, specs (JSON), listed_at,
                                    first_seen, last_heartbeat, version, task_id/task_state/task_details/
                                    task_message/task_updated_at (what its last heartbeat reported),
-                                   invite_failures, next_invite_at
+                                   invite_failures, next_invite_at, specs_hash (the validator's binding)
     {p}:status:{status}    set     node addresses by status (moved together with the hash's status field)
     {p}:tasks              set     task ids
     {p}:task:{id}          string  the task as created (StoredTask JSON; tasks are immutable)
@@ -33,7 +33,7 @@ import structlog
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
-from primenet.core.models import ComputeSpecs, NodeRecord, TaskDetails, TaskSpec, read_stored, stored_form
+from primenet.core.models import ComputeSpecs, NodeRecord, TaskDetails, TaskSpec, read_stored, specs_hash, stored_form
 from primenet.orchestrator.decide import NodeFacts
 from primenet.orchestrator.models import AssignmentView, NodeStatus, NodeView, StoredTask, TaskView
 
@@ -87,7 +87,8 @@ return {cur, redis.call('GET', ARGV[1] .. ':task:' .. task) or ''}
 """
 
 _UPSERT = """
-local fields = {'ip', ARGV[4], 'port', ARGV[5], 'provider', ARGV[6], 'specs', ARGV[7], 'listed_at', ARGV[8]}
+local fields = {'ip', ARGV[4], 'port', ARGV[5], 'provider', ARGV[6], 'specs', ARGV[7], 'listed_at', ARGV[8],
+                'specs_hash', ARGV[9]}
 local cur = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], unpack(fields))
 if cur then return cur end
@@ -176,6 +177,12 @@ def _specs(raw: str) -> ComputeSpecs:
     return ComputeSpecs.model_validate_json(raw)
 
 
+@functools.lru_cache(maxsize=4096)
+def _specs_hash(raw: str) -> str:
+    """`specs_hash` of stored specs text, once per distinct text (the scheduler asks for every node each pass)."""
+    return specs_hash(_specs(raw))
+
+
 @functools.lru_cache(maxsize=256)
 def task_spec(raw: str) -> TaskSpec:
     """A stored task's spec, parsed once per task: tasks are immutable and every assigned node's beat needs it."""
@@ -259,13 +266,18 @@ class OrchestratorStore:
 
     # --- nodes ------------------------------------------------------------------------------------------
 
-    async def upsert_listed(self, record: NodeRecord, *, listed_at: float, now: float) -> NodeStatus | None:
-        """Store what discovery lists for a node; a new node starts Discovered. Returns the prior status."""
+    async def upsert_listed(
+        self, record: NodeRecord, *, listed_at: float, now: float, bound_specs_hash: str | None = None
+    ) -> NodeStatus | None:
+        """Store what discovery lists for a node; a new node starts Discovered. Returns the prior status.
+
+        `bound_specs_hash`: the hash a validator bound the node's validation to; the scheduler gives a node work
+        only while its stored specs hash to it (`NodeFacts.specs_validated`)."""
         previous = await self._upsert(
             keys=[self.node_key(record.node)],
             args=[
                 self.prefix, record.node, repr(now), record.ip, str(record.port), record.provider,
-                stored_form(record.specs), repr(listed_at),
+                stored_form(record.specs), repr(listed_at), bound_specs_hash or "",
             ],
         )  # fmt: skip
         return NodeStatus(previous) if previous else None
@@ -323,14 +335,16 @@ class OrchestratorStore:
             part = wanted[start : start + chunk]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for address in part:
-                    pipe.hmget(self.node_key(address), ["status", "specs", "last_heartbeat"])
+                    pipe.hmget(self.node_key(address), ["status", "specs", "last_heartbeat", "specs_hash"])
                 rows = cast(list[list[str | None]], await pipe.execute())
-            for address, (status, specs, last_heartbeat) in zip(part, rows, strict=True):
+            for address, (status, specs, last_heartbeat, bound) in zip(part, rows, strict=True):
                 if not status:
                     continue
                 try:
                     parsed = _specs(specs) if specs else None
-                    facts.append(NodeFacts(address, NodeStatus(status), parsed, _float(last_heartbeat)))
+                    validated = parsed is not None and bool(bound) and bound == _specs_hash(specs or "")
+                    beat = _float(last_heartbeat)
+                    facts.append(NodeFacts(address, NodeStatus(status), parsed, beat, specs_validated=validated))
                 except ValueError as exc:
                     _skip_unreadable("node", address, exc)
         return facts

@@ -54,6 +54,8 @@ def create_app(settings: ValidatorSettings, account: LocalAccount) -> FastAPI:
         feed_timeout_s=settings.feed_timeout_s,
         resync_interval_s=settings.resync_interval_s,
         tick_s=settings.tick_s,
+        rechallenge_interval_s=settings.rechallenge_interval_s,
+        rechallenge_jitter_s=settings.rechallenge_jitter_s,
     )
 
     @asynccontextmanager

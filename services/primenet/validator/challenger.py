@@ -155,6 +155,7 @@ class ChallengeClient:
             account,
             chain_id=chain_id,
             n=settings.challenge_n,
+            gpu_n=settings.gpu_challenge_n,
             dtype=settings.challenge_dtype,
             deadline_s=settings.challenge_deadline_s,
             reveal_deadline_s=settings.reveal_deadline_s,
@@ -172,6 +173,7 @@ class ChallengeClient:
         *,
         chain_id: int,
         n: int,
+        gpu_n: int | None = None,
         dtype: MatrixDtype = MatrixDtype.FLOAT32,
         deadline_s: float = 60.0,
         reveal_deadline_s: float = 30.0,
@@ -185,10 +187,12 @@ class ChallengeClient:
         scheme: str = "http",
     ) -> None:
         """`audience`: what signed requests are addressed to; None: each miner's node address. `addresses`: which
-        node IPs `target_of` accepts (default: global ones only). `scheme`: http, or https where miners serve TLS."""
+        node IPs `target_of` accepts (default: global ones only). `scheme`: http, or https where miners serve TLS.
+        `gpu_n`: the size for targets that claim a GPU (None: `n`)."""
         self.account = account
         self.chain_id = chain_id
         self.n, self.dtype = n, dtype
+        self.gpu_n = gpu_n
         self.deadline_s, self.reveal_deadline_s = deadline_s, reveal_deadline_s
         self.connect_timeout_s = connect_timeout_s
         self.audience = audience
@@ -204,13 +208,21 @@ class ChallengeClient:
         `AddressRefusedError`, before any connection)."""
         return Target.of(record, self.addresses, self.scheme)
 
-    def issue(self) -> IssuedChallenge:
+    def size_for(self, claimed: str) -> int:
+        """The matrix size a target claiming this model gets: `gpu_n` for a GPU claim, when set."""
+        return self.gpu_n if self.gpu_n is not None and claimed != CPU_MODEL else self.n
+
+    def issue(self, n: int | None = None) -> IssuedChallenge:
         return new_challenge(
-            self.n, self.dtype, self.deadline_s, now=self.clock(), reveal_deadline_s=self.reveal_deadline_s
+            self.n if n is None else n,
+            self.dtype,
+            self.deadline_s,
+            now=self.clock(),
+            reveal_deadline_s=self.reveal_deadline_s,
         )
 
     async def run(self, target: Target) -> ChallengeResult:
-        issued = self.issue()
+        issued = self.issue(self.size_for(target.claimed_gpu))
         challenge = issued.challenge
         figures: dict[str, float] = {"n": challenge.n}
         backend: str | None = None

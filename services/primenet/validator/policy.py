@@ -8,10 +8,36 @@ row lead to the operator's failure action: an offline miner is retried (at most 
 from __future__ import annotations
 
 import enum
+import random
 from dataclasses import dataclass, replace
 
+from primenet.core.models import ComputeSpecs
 from primenet.validator.challenger import Outcome
 from primenet.validator.settings import FailureAction
+
+UNITS_PER_GPU = 1000
+# The rejection reason for a node whose on-chain compute units exceed what its specs can hold (`max_compute_units`).
+UNITS_ABOVE_SPECS = "units_above_specs"
+
+
+def max_compute_units(specs: ComputeSpecs) -> int:
+    """The most compute units (and so stake weight) these specs justify: 1000 per GPU, 1 without a GPU.
+
+    The miner registers exactly this (`miner.hardware.compute_units`); a provider that chose more on chain is
+    refused validation (`UNITS_ABOVE_SPECS`) before any challenge."""
+    return max(1, specs.gpu_count * UNITS_PER_GPU)
+
+
+def next_rechallenge(now: float, interval_s: float, jitter_s: float, rng: random.Random) -> float:
+    """When a node that passed now is challenged again: after `interval_s` plus a uniform random part of
+    `jitter_s`, so a node cannot tell the time of its next challenge and swap hardware around it."""
+    return now + interval_s + rng.uniform(0.0, jitter_s)
+
+
+def first_rechallenge(now: float, interval_s: float, jitter_s: float, rng: random.Random) -> float:
+    """For a validated node this process has not challenged (validated elsewhere or before a restart): a uniform
+    random time within one interval and its jitter, so restarts never postpone re-challenges indefinitely."""
+    return now + rng.uniform(0.0, interval_s + jitter_s)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 The validator key is not a settings field: it comes from `PRIMENET_VALIDATOR_KEY` or from the 0600 file named by
 `PRIMENET_VALIDATOR_KEY_FILE` (`load_validator_account`), so a settings dump never shows it.
 
-Challenge size. The defaults (n = 256, float32) are sized for the devnet, whose miners run on CPUs: numpy answers
-in milliseconds and the validator checks in less. They prove only that the node computes a correct product, not
-that it has a GPU; on a real network raise `PRIMENET_CHALLENGE_N` (4096 or more) so that the time the claimed
-GPU model is allowed separates it from slower hardware (see `primenet.validator.verifier`).
+Challenge size. Nodes without a GPU get `PRIMENET_CHALLENGE_N` (256, float32: sized for the devnet, whose miners
+run on CPUs; numpy answers in milliseconds). Nodes that claim a GPU get `PRIMENET_GPU_CHALLENGE_N` (GPU_POOL_N =
+16384): at that size the claimed device's multiply, not the host's O(n^2) work, decides whether the answer came
+fast enough, so a CPU claiming a GPU is too slow (see `primenet.validator.verifier`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from pydantic import Field, SecretStr, field_validator
 
 from primenet.core.admin import refuse_weak_token
-from primenet.core.challenge.wire import MAX_N, MatrixDtype
+from primenet.core.challenge.wire import GPU_POOL_N, MAX_N, MatrixDtype
 from primenet.core.keys import account_from_key, load_key
 from primenet.core.settings import ServiceSettings
 
@@ -44,6 +44,7 @@ class ValidatorSettings(ServiceSettings):
     admin_token: SecretStr | None = Field(None, description="bearer token for GET /rejections; unset disables it")
 
     challenge_n: int = Field(256, ge=1, le=MAX_N, description="matrix size of a challenge")
+    gpu_challenge_n: int = Field(GPU_POOL_N, ge=1, le=MAX_N, description="matrix size for nodes that claim a GPU")
     challenge_dtype: MatrixDtype = Field(MatrixDtype.FLOAT32, description="float64, float32, float16, bfloat16")
     challenge_deadline_s: float = Field(60.0, gt=0, le=3600, description="the commitment must arrive this soon")
     reveal_deadline_s: float = Field(30.0, gt=0, le=3600, description="the opening must arrive this soon after")
@@ -58,6 +59,8 @@ class ValidatorSettings(ServiceSettings):
     feed_timeout_s: float = Field(25.0, ge=0, le=30, description="long-poll wait on discovery's change feed")
     resync_interval_s: float = Field(300.0, gt=0, description="full re-listing of unvalidated nodes this often")
     tick_s: float = Field(1.0, gt=0, description="how often due retries are looked for")
+    rechallenge_interval_s: float = Field(21600.0, gt=0, description="validated nodes are challenged again this often")
+    rechallenge_jitter_s: float = Field(3600.0, ge=0, description="a random extra wait, up to this, per re-challenge")
     rejections_kept: int = Field(500, ge=1, description="recent rejections kept for GET /rejections")
     key_prefix: str = Field("val", pattern=r"^[a-z0-9_]{1,32}$", description="Redis key prefix")
 

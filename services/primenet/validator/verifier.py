@@ -16,7 +16,8 @@ Checks, in order (cheap ones first; the first failure is the verdict's reason):
                        than the reveal's deadline after the commitment (validator clock, both)
   unknown_gpu          the claimed model is not in the throughput table (add it: `load_throughput_table`)
   too_slow             round 1 (issue -> commitment received) took longer than the claimed model allows:
-                       2 n^3 / (TFLOPS(dtype) * 1e12 * efficiency) + host_ns_per_element * n^2 + slack_s
+                       device_seconds + min(host_ns_per_element * n^2, host_cap_s) + slack_s, where
+                       device_seconds = 2 n^3 / (TFLOPS(dtype) * 1e12 * efficiency) (`ThroughputTable`)
   commitment_mismatch  an opened row does not verify against the Merkle root
   cr_mismatch          y_i differs from opened_row_i . r (float64 rounding bound) for an opened row i
   wrong_product        Freivalds: y != A.(B.r) beyond tolerance on some row; or an opened row's projection
@@ -72,8 +73,12 @@ False acceptance (what a pass proves; f = fraction of C's rows the miner compute
   element of C on this project's 2-core CI machine, 0.25 s at n = 4096, 4 s at 16384) outweighs an H100's
   2-130 ms of float32 multiplication at those sizes, so the allowance for a GPU is mostly host time: a fast
   many-core CPU can pass a GPU claim at n = 4096, and the check only separates slow nodes from the claimed class
-  for large n, never one GPU generation from the next. Making it sharper needs device-side derivation and
-  hashing, or several products per challenge (X = A.B^T costs T 2n^3 and still verifies in O(T n^2)).
+  for large n, never one GPU generation from the next. The host allowance is therefore capped (`TimingPolicy`:
+  30 ns per element, at most 4 s) and GPU pools use n = GPU_POOL_N = 16384: an H100 (hbm3 entry) is allowed
+  0.26 s of multiply + 4 s host + 2 s slack = 6.3 s, where a CPU needs 2 n^3 = 8.8 TFLOP of work (8.8 s at a
+  sustained 1 TFLOPS) plus its own host time. A CPU sustaining well over 2 TFLOPS in float32 still passes;
+  sharper needs device-side derivation and hashing, or several products per challenge (X = A.B^T costs T 2n^3
+  and still verifies in O(T n^2)).
   The miner could also proxy the work to a faster machine; binding the answer to the node's key is the signed
   transport's job.
 
@@ -172,11 +177,22 @@ class Throughput(Wire):
 
 
 class TimingPolicy(Wire):
+    """The allowance is about the device: its multiply at the table's throughput, plus a bounded host allowance.
+
+    The miner's O(n^2) host work (deriving A and B, copies, leaf hashing) grows with n^2 while the device's
+    multiply grows with n^3; an allowance proportional to n^2 without a cap (100 ns per element, as before) let
+    the host time dominate, so any large CPU passed a GPU claim. The cap keeps it from growing past what a GPU
+    host needs at the largest n."""
+
     efficiency: float = Field(0.5, gt=0, le=1, description="fraction of the table's peak a healthy device reaches")
     host_ns_per_element: float = Field(
-        100.0, ge=0, le=1e6, description="O(n^2) host work per element of C: deriving A and B, copies, leaf hashing"
+        30.0, ge=0, le=1e6, description="O(n^2) host work per element of C: deriving A and B, copies, leaf hashing"
     )
+    host_cap_s: float = Field(4.0, ge=0, le=3600, description="the host allowance never exceeds this")
     slack_s: float = Field(2.0, ge=0, le=3600, description="network round trip and scheduling")
+
+    def host_seconds(self, n: int) -> float:
+        return min(self.host_ns_per_element * 1e-9 * n * n, self.host_cap_s)
 
 
 def _tokens(name: str) -> frozenset[str]:
@@ -196,10 +212,14 @@ class ThroughputTable(Wire):
         best = max(matches, key=lambda key: (len(_tokens(key)), len(key)))
         return best, self.models[best]
 
+    def device_seconds(self, n: int, dtype: MatrixDtype, throughput: Throughput) -> float:
+        """The multiply C = A.B on a healthy device of this model: 2 n^3 flops at `efficiency` of its peak."""
+        return 2.0 * n**3 / (throughput.tflops(dtype) * 1e12 * self.policy.efficiency)
+
     def expected_seconds(self, n: int, dtype: MatrixDtype, throughput: Throughput) -> float:
-        """The longest round 1 may take on a healthy device of this model, on the validator's clock."""
-        compute = 2.0 * n**3 / (throughput.tflops(dtype) * 1e12 * self.policy.efficiency)
-        return compute + self.policy.host_ns_per_element * 1e-9 * n * n + self.policy.slack_s
+        """The longest round 1 may take on a healthy device of this model, on the validator's clock: the
+        device's multiply, the capped host allowance and the slack."""
+        return self.device_seconds(n, dtype, throughput) + self.policy.host_seconds(n) + self.policy.slack_s
 
 
 def _t(f64: float, f32: float, f16: float, bf16: float) -> Throughput:
@@ -422,6 +442,7 @@ def verify(
         return verdict(Reason.UNKNOWN_GPU, f"no throughput entry matches {claimed_gpu!r}")
     model, throughput = found
     figures["expected_s"] = table.expected_seconds(n, dtype, throughput)
+    figures["device_s"] = table.device_seconds(n, dtype, throughput)
     if figures["elapsed_s"] > figures["expected_s"]:
         return verdict(
             Reason.TOO_SLOW,

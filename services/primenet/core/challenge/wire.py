@@ -17,6 +17,9 @@ from primenet.core.models import Seconds, UnixTime, Wire
 
 PROTOCOL: Literal["primenet-challenge/1"] = "primenet-challenge/1"
 MAX_N = 16384
+# The size for nodes that claim a GPU (the validator's `gpu_challenge_n` default): large enough that the device's
+# n^3 multiply, not the host's O(n^2) work (derivation, hashing), decides whether a claimed GPU is fast enough.
+GPU_POOL_N = 16384
 MAX_OPENED_ROWS = 1024
 MAX_PROOF_LENGTH = 64
 # Base64 length of the largest vector (MAX_N float64 values).

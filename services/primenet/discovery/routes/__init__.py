@@ -3,6 +3,7 @@
 Routes:
     PUT  /api/nodes              signed by the node key: register or update the node's record
     GET  /api/validator          signed by a VALIDATOR_ROLE holder: every node (+ feed cursor)
+    PUT  /api/validator/nodes/{address}/specs   signed by a VALIDATOR_ROLE holder: bind the validation to specs
     GET  /api/pool/{pool_id}     signed by the pool's creator or compute manager: the pool's nodes (+ cursor)
     GET  /api/nodes/{address}    signed by that node, or `Authorization: Bearer <admin token>`
     GET  /api/events             change feed, long-poll: `?since=<cursor>&timeout=<s>[&pool_id=<id>]`

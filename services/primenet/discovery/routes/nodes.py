@@ -9,13 +9,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from prometheus_client import Counter
 
-from primenet.core.models import NodeRecord
+from primenet.core.models import NodeRecord, SpecsBinding, specs_hash
 from primenet.core.nodeaddr import AddressRefusedError, ip_limit_key
 from primenet.core.params import AddressPath
 from primenet.core.requirements import RequirementsError, parse
 from primenet.discovery.deps import AnySigner, ChainViewDep, SettingsDep, SignerOrAdmin, StoreDep, ValidatorSigner
 from primenet.discovery.routes.shared import PoolId, refuse
-from primenet.discovery.store import ConflictError
+from primenet.discovery.store import ConflictError, SpecsChangedError
 
 REGISTRATIONS = Counter("primenet_discovery_registrations", "Node uploads accepted, by result", ["result"])
 
@@ -96,6 +96,31 @@ async def put_node(
 def _placement(record: NodeRecord) -> tuple[str, str, int, int]:
     """What may not change while a node is active in a pool (its hardware specs may: free disk moves)."""
     return record.provider, record.ip, record.port, record.pool_id
+
+
+@router.put("/validator/nodes/{address}/specs")
+async def bind_specs(
+    address: AddressPath, binding: SpecsBinding, _: ValidatorSigner, store: StoreDep
+) -> dict[str, Any]:
+    """Bind the node's validation to the specs its passed challenge vouched for (VALIDATOR_ROLE signers only).
+
+    From then on the node is served validated (`is_validated`) only while the specs it uploads hash to
+    `specs_hash` (`primenet.core.models.specs_hash`); other specs send it back to the validators. Refused: 422
+    `specs_hash_mismatch` (the hash is not that of the specs given), 404 `node_not_found`, 409 `specs_changed`
+    (the node's record has other specs now: challenge those).
+    """
+    if binding.specs_hash != specs_hash(binding.specs):
+        raise refuse(422, "specs_hash_mismatch", "specs_hash is not the hash of the specs given")
+    try:
+        stored = await store.bind_specs(address, binding.specs)
+    except SpecsChangedError:
+        message = f"{address.lower()} uploaded other specs since they were challenged"
+        raise refuse(409, "specs_changed", message) from None
+    except ConflictError:
+        raise refuse(409, "concurrent_update", "the node was updated concurrently too often; retry") from None
+    if stored is None:
+        raise refuse(404, "node_not_found", f"no record for {address}")
+    return {"result": "bound", "node": stored.public()}
 
 
 # --- reads -----------------------------------------------------------------------------------------
