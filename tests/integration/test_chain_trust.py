@@ -25,6 +25,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from redis.asyncio import Redis
 
+from binding import bind_listed_specs
 from hostile import answer, serving
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
@@ -93,6 +94,7 @@ async def upload(discovery_url: str, node: LocalAccount, port: int) -> None:
     ) as http:
         response = await http.put("/api/nodes", json=record.model_dump(mode="json"))
     assert response.status_code == 200, response.text
+    await bind_listed_specs(discovery_url, node.address)  # as the validator does once the node passed
 
 
 async def beat(devnet: DevnetState, url: str, node: LocalAccount) -> httpx.Response:

@@ -22,6 +22,7 @@ from aiohttp import web
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from binding import bind_listed_specs
 from primenet.core.auth import AUTH_HEADER, RequestSigner
 from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.core.replies import REPLY_AUTH_HEADER, sign_reply
@@ -189,6 +190,7 @@ async def test_tampered_work_orders_are_refused_and_the_task_is_kept(
                 base_url=discovery_url, auth=RequestSigner(node, audience="discovery", chain_id=31337), timeout=30
             ) as http:
                 assert (await http.put("/api/nodes", json=record.model_dump(mode="json"))).status_code == 200
+            await bind_listed_specs(discovery_url, node.address)  # as the validator does once the node passed
 
             async def healthy() -> bool:
                 response = await admin.get(f"/nodes/{address}")

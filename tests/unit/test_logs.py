@@ -54,7 +54,7 @@ def test_a_stdlib_record_with_exc_info_carries_its_formatted_stack(json_log: io.
     try:
         fail_deep_inside()
     except RuntimeError:
-        logging.getLogger("uvicorn.error").error("Exception in ASGI application", exc_info=True)
+        logging.getLogger("primenet.test.stdlib").error("Exception in ASGI application", exc_info=True)
     [entry] = lines(json_log)
     assert "fail_deep_inside" in str(entry["exception"])
     assert "<traceback object" not in json_log.getvalue()
