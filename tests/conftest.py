@@ -22,6 +22,10 @@ os.environ["PRIMENET_ALLOW_LOOPBACK_NODES"] = "true"
 # Our test engines run without a bridge network (dockerd --bridge=none --iptables=false): the miners built here
 # (or started as processes) run their tasks with the explicit `host` policy. The isolation tests pass theirs.
 os.environ["PRIMENET_TASK_NETWORK"] = "host"
+# Every test's orchestrator starts on a new store (its own key prefix) for the session's shared pool 0, which has
+# nodes on chain once any test joined one: the store-lost guard would hold them all. The guard's own tests turn it
+# on explicitly (tests/integration/test_empty_store_guard.py).
+os.environ["PRIMENET_STORE_GUARD"] = "false"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from eth_account import Account
 
 from primenet.core.auth import allow_addresses, new_nonce
+from primenet.core.models import HeartbeatReply
 from primenet.core.replies import (
     REPLY_AUTH_HEADER,
     ExpectedReply,
@@ -129,3 +130,12 @@ def test_the_fast_signer_signs_as_eth_account_does() -> None:
     for message in (b"", b"primenet-reply/v1\nx", bytes(range(256))):
         assert signer.sign(message) == sign_message(ORCHESTRATOR, message)
         assert recover_message_signer(message, signer.sign(message)) == ORCHESTRATOR.address.lower()
+
+
+async def test_the_hold_flag_is_covered_by_the_signature() -> None:
+    # A hold reply's `hold` flipped in transit would make the miner remove its task: the body hash refuses it.
+    held = HeartbeatReply(hold=True).model_dump_json().encode()
+    nonce = new_nonce()
+    assert await verifier.verify(signed(nonce, held), held, expected(nonce))
+    flipped = HeartbeatReply(hold=False).model_dump_json().encode()
+    assert await refusal(signed(nonce, held), flipped, expected(nonce)) == "reply_body_mismatch"

@@ -6,7 +6,7 @@ import typer
 
 from primenet.chain.deployment import DeploymentError
 from primenet.cli.options import load_settings, tls_of
-from primenet.cli.orchestrator import orchestrator
+from primenet.cli.orchestrator import orchestrator_app
 from primenet.cli.output import fail
 from primenet.core.app import serve
 from primenet.core.logs import configure_logging
@@ -29,4 +29,4 @@ def discovery() -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("discovery")(discovery)
-    app.command("orchestrator")(orchestrator)
+    app.add_typer(orchestrator_app, name="orchestrator")

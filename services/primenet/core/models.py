@@ -246,9 +246,14 @@ class Heartbeat(Wire):
 
 
 class HeartbeatReply(Wire):
-    """Orchestrator -> miner: what the node must run now (None: nothing; its task container is removed)."""
+    """Orchestrator -> miner: what the node must run now (None: nothing; its task container is removed).
+
+    `hold`: the orchestrator cannot tell now (its store was found empty where the pool had state, and an operator
+    has not confirmed it yet): the miner keeps its current assignment and container as they are, and `assignment`
+    is ignored. Covered by the reply signature like the rest of the body (`core.replies`)."""
 
     assignment: TaskSpec | None = None
+    hold: bool = False
 
 
 class FeedEvent(BaseModel):

@@ -11,6 +11,10 @@ compute manager on chain, see `miner.app`), over these exact body bytes, for thi
 pool's audience and chain. A refused reply changes nothing (the current task and its container stay as they are);
 it is counted (`replies_refused`, shown by /health, and the `primenet_miner_heartbeats{outcome="refused"}` metric)
 and the beat is retried like any failed one.
+
+A proven reply with `hold: true` (the orchestrator's store-lost hold, `orchestrator.guard`) changes nothing either:
+the current assignment and its container stay as they are, whatever the reply's `assignment` says, until a reply
+without `hold` arrives. The hold is logged once when it begins and once when it ends, and shown by /health.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class HeartbeatLoop:
         self.chain_id = chain_id
         self.audience_of = audience_of
         self.last_reply_at: float | None = None
+        self.held = False  # the last proven reply said `hold`: nothing is applied until one does not
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -142,8 +147,20 @@ class HeartbeatLoop:
             HEARTBEATS.labels("refused").inc()
             raise
         reply = HeartbeatReply.model_validate_json(response.content)
-        HEARTBEATS.labels("ok").inc()
         self.last_reply_at = time.time()
+        if reply.hold:
+            HEARTBEATS.labels("held").inc()
+            if not self.held:
+                log.warning(
+                    "the orchestrator holds (its store was found empty): keeping the current task as it is",
+                    task_id=self.memory.state.assignment.task_id if self.memory.state.assignment else None,
+                )
+            self.held = True
+            return reply
+        if self.held:
+            log.info("the orchestrator's hold ended: its assignments apply again")
+            self.held = False
+        HEARTBEATS.labels("ok").inc()
         await self.apply(reply.assignment)
         return reply
 

@@ -4,7 +4,8 @@ POST   /heartbeat                 signed by the node key for this pool (`orchest
 POST   /tasks, GET /tasks, GET /tasks/{id}, DELETE /tasks/{id}                        admin (Bearer)
 GET    /nodes, GET /nodes/{address}                                                    admin
 GET    /nodes/{address}/logs?tail=N, POST /nodes/{address}/restart, POST /nodes/{address}/ban   admin
-GET    /health (state of each loop and Redis; error strings only with the admin token), GET /metrics (Prometheus)
+GET    /store, POST /store/confirm     the store-lost hold (`orchestrator.guard`); the operator ends it       admin
+GET    /health (state of each loop, Redis and the store; error strings only with the admin token), GET /metrics
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from primenet.core.discovery_client import DiscoveryReader
 from primenet.core.redisdb import connect
 from primenet.core.replies import ReplySigner
 from primenet.orchestrator.chainwatch import ChainWatch
+from primenet.orchestrator.guard import StoreGuard
 from primenet.orchestrator.orchestrator import Orchestrator
 from primenet.orchestrator.peers import MinerClient
 from primenet.orchestrator.routes import router
@@ -53,11 +55,14 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     )
     reader = BatchReader(settings.rpc_url)
     chainwatch = ChainWatch(orchestrator, reader, start_block=deployment.block)
+    guard = StoreGuard(orchestrator)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
+            await guard.first_check()
             async with background(
+                orchestrator_store_guard=guard.run(),
                 orchestrator_monitor=orchestrator.run_monitor(),
                 orchestrator_inviter=orchestrator.run_inviter(),
                 orchestrator_health=orchestrator.run_health(),
@@ -82,6 +87,7 @@ def create_app(settings: OrchestratorSettings, manager: LocalAccount) -> FastAPI
     # What `deps` reads, and nothing else.
     app.state.orchestrator = orchestrator
     app.state.store = store
+    app.state.guard = guard
     app.state.miners = miners
     # Bound to this pool of this deployment: a beat signed for another pool's orchestrator is refused here, and
     # a reply of another pool's orchestrator by its miners.

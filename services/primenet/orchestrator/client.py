@@ -17,7 +17,16 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from primenet.core.errors import PrimenetError
-from primenet.orchestrator.models import NodeList, NodeLogs, NodeView, TaskDeleted, TaskList, TaskView
+from primenet.orchestrator.models import (
+    NodeList,
+    NodeLogs,
+    NodeView,
+    StoreConfirmed,
+    StoreState,
+    TaskDeleted,
+    TaskList,
+    TaskView,
+)
 
 View = TypeVar("View", bound=BaseModel)
 
@@ -135,3 +144,10 @@ class OrchestratorClient:
 
     def delete_task(self, task_id: str) -> TaskDeleted:
         return self.request(TaskDeleted, "DELETE", f"/tasks/{quote(task_id, safe='')}")
+
+    def store(self) -> StoreState:
+        return self.request(StoreState, "GET", "/store")
+
+    def confirm_store(self) -> StoreConfirmed:
+        """Ends the store-lost hold (`orchestrator.guard`): nodes without an assignment in the store lose their task."""
+        return self.request(StoreConfirmed, "POST", "/store/confirm")

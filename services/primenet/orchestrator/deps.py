@@ -2,6 +2,7 @@
 
     app.state.orchestrator      Orchestrator (the heartbeat handling, the loops' stats, the chain and its settings)
     app.state.store             OrchestratorStore
+    app.state.guard             StoreGuard: the store-lost hold (its state, the operator's confirmation)
     app.state.miners            MinerClient: signed calls to the miners' APIs
     app.state.nodes_auth        RequestAuthenticator: requests signed by a known node's key for this pool's audience
     app.state.reply_signer      ReplySigner: signs heartbeat replies with the manager key for this pool's audience
@@ -22,6 +23,7 @@ from primenet.core.auth import Signer, signer_from_state
 from primenet.core.errors import ApiError
 from primenet.core.params import AddressPath
 from primenet.core.replies import ReplySigner
+from primenet.orchestrator.guard import StoreGuard
 from primenet.orchestrator.orchestrator import Orchestrator
 from primenet.orchestrator.peers import MinerClient
 from primenet.orchestrator.store import NodeRow, OrchestratorStore
@@ -33,6 +35,7 @@ node_signer = signer_from_state("nodes_auth")
 
 OrchestratorDep = Annotated[Orchestrator, Depends(from_state("orchestrator"))]
 StoreDep = Annotated[OrchestratorStore, Depends(from_state("store"))]
+GuardDep = Annotated[StoreGuard, Depends(from_state("guard"))]
 MinersDep = Annotated[MinerClient, Depends(from_state("miners"))]
 NodeSigner = Annotated[Signer, Depends(node_signer)]
 ReplySignerDep = Annotated[ReplySigner, Depends(from_state("reply_signer"))]

@@ -117,3 +117,28 @@ class NodeLogs(BaseModel):
     node: str
     task_id: str | None = None
     logs: str | list[str] = Field("", description="the output as one text, or as a list of lines")
+
+
+class StoreMarker(BaseModel):
+    """The store marker (`orchestrator.guard`): which pool this store records, since when, and how it was written
+    (`fresh`: a new deployment, `adopted`: a store from before markers, `confirmed`: by an operator)."""
+
+    pool_id: int
+    created_at: float
+    how: str
+
+
+class StoreState(BaseModel):
+    """`GET /store`: whether the store-lost hold lasts, and what it was judged on."""
+
+    hold: bool
+    marker: StoreMarker | None = None
+    hold_since: float | None = None
+    pool_nodes_on_chain: int | None = Field(None, description="read only while there is no marker")
+
+
+class StoreConfirmed(BaseModel):
+    """`POST /store/confirm`: `ended` is true when a hold ended (false: the store was trusted already)."""
+
+    ended: bool
+    store: StoreState

@@ -10,6 +10,9 @@
     scheduler   recomputes assignments (`decide.schedule`) on every change, when a lost node's grace ends, and at
                 least every `schedule_interval_s`; nodes whose assignment changed are nudged to beat at once
 
+While the store-lost hold lasts (`hold`, kept by `guard.StoreGuard`) beats are answered `hold: true` and the
+scheduler, the inviter and the ejections do nothing: what a lost store lacks must not withdraw anyone's task.
+
 All state is in Redis (`store`), so a restarted orchestrator resumes where the last one stopped.
 """
 
@@ -34,7 +37,7 @@ from primenet.chain.rpc import checksum
 from primenet.chain.tx import Transactor
 from primenet.core.discovery_client import DiscoveryReader, ListedNode
 from primenet.core.errors import PrimenetError
-from primenet.core.models import FeedPage, Heartbeat, InviteRequest, TaskSpec
+from primenet.core.models import FeedPage, Heartbeat, HeartbeatReply, InviteRequest
 from primenet.core.requirements import parse
 from primenet.orchestrator.decide import (
     OnHeartbeat,
@@ -132,6 +135,13 @@ class Orchestrator:
         self.invites = asyncio.Semaphore(settings.invite_concurrency)
         self.inviting: dict[str, asyncio.Task[None]] = {}  # invites in flight, by node: one at a time per node
         self._nudges: set[asyncio.Task[None]] = set()
+        # The store-lost hold (`guard`): true until the guard's first check found the store marker (or wrote it).
+        self.hold = True
+
+    async def holding(self) -> bool:
+        """Whether the loops must withdraw, place, invite and eject nothing: the guard's word, or the marker gone
+        since its last pass (a store wiped under a running orchestrator)."""
+        return self.hold or not await self.store.has_marker()
 
     async def moved(self, address: str, to: NodeStatus, previous: NodeStatus | None) -> None:
         if previous is not None and previous is not to:
@@ -141,8 +151,9 @@ class Orchestrator:
 
     # --- heartbeat ----------------------------------------------------------------------------------------
 
-    async def heartbeat(self, signer: str, beat: Heartbeat) -> TaskSpec | None:
-        """Record a beat, move the node's status, and answer with its assignment (only while Healthy)."""
+    async def heartbeat(self, signer: str, beat: Heartbeat) -> HeartbeatReply:
+        """Record a beat, move the node's status, and answer with its assignment (only while Healthy), or with
+        `hold` (and no assignment) while the store marker is absent: the node keeps what it runs."""
         if signer != beat.address:
             raise HeartbeatRefusedError("address_mismatch", f"signed by {signer}, the body claims {beat.address}")
         now = self.clock()
@@ -158,9 +169,11 @@ class Orchestrator:
             HEARTBEATS.labels("banned").inc()
             raise HeartbeatRefusedError("node_banned", f"{beat.address} is banned from this pool")
         HEARTBEATS.labels("ok").inc()
+        if outcome.held:
+            HEARTBEATS.labels("held").inc()
         if status in BEAT_MAKES_HEALTHY:  # the store moved it already, in the same step
             await self.moved(beat.address, NodeStatus.HEALTHY, status)
-            return outcome.task
+            return HeartbeatReply(assignment=outcome.task, hold=outcome.held)
         # The rare path: the node is not (yet, or any more) in the pool's running set; the chain decides where it
         # goes. A Waiting node's invite reply proved nothing: only the chain showing it in the pool makes it Healthy.
         step = on_heartbeat(status)
@@ -170,12 +183,12 @@ class Orchestrator:
         to = after_pool_check(step, in_pool=in_pool)
         if to is None:  # invited, not joined on chain (yet): it stays Waiting, and gets no task
             HEARTBEATS.labels("not_in_pool").inc()
-            return None
+            return HeartbeatReply(hold=outcome.held)
         reset = {"invite_failures": "0", "next_invite_at": "0"} if to is NodeStatus.DISCOVERED else None
         previous = await self.store.transition(beat.address, to, now=now, expected=[status], fields=reset)
         await self.moved(beat.address, to, previous)
         # Its assignment (if any) comes with its next beat, once it is Healthy.
-        return None
+        return HeartbeatReply(hold=outcome.held)
 
     def nudge(self, addresses: list[str]) -> None:
         """Tell the miners of these nodes (whose assignment changed) to beat now rather than at their next interval;
@@ -353,6 +366,8 @@ class Orchestrator:
         # Taken before the store is read: an invite that ends after this point is skipped even though the row
         # read below may predate its outcome, so no node is invited twice on a stale row.
         busy = set(self.inviting)
+        if await self.holding():  # a node re-learned during the hold may be in the pool already
+            return []
         now = self.clock()
         due = [
             node
@@ -441,7 +456,7 @@ class Orchestrator:
                 previous = await self.store.transition(node.address, to, now=now, expected=[node.status])
                 await self.moved(node.address, to, previous)
         failed: list[str] = []
-        if self.settings.eject_dead:
+        if self.settings.eject_dead and not await self.holding():
             for node in await self.store.with_status(NodeStatus.DEAD):
                 try:
                     await self.eject(node)
@@ -473,7 +488,10 @@ class Orchestrator:
     # --- scheduler ----------------------------------------------------------------------------------------
 
     async def schedule_pass(self) -> float | None:
-        """Place tasks; returns when the next pass is due for want of a change (see `decide.next_release`)."""
+        """Place tasks; returns when the next pass is due for want of a change (see `decide.next_release`).
+        Nothing at all during the store-lost hold: the guard's confirmation wakes the scheduler."""
+        if await self.holding():
+            return None
         tasks = await self.store.tasks()
         current = await self.store.assignments()
         if not tasks and not current:  # nothing to place or withdraw: no need to read any node

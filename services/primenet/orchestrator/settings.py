@@ -36,6 +36,11 @@ class OrchestratorSettings(ServiceSettings):
     waiting_timeout_s: float = Field(120.0, gt=0, description="invited but silent this long: -> Discovered (re-invite)")
     reassign_grace_s: float = Field(60.0, ge=0, description="a lost node keeps its task this long after its last beat")
     eject_dead: bool = Field(True, description="call ejectNode for Dead nodes still in the pool")
+    store_guard: bool = Field(
+        True,
+        description="hold every node's task when the store is found empty while the pool has nodes on chain, until"
+        " an operator confirms (false: take any store as it is; only for tests that share one pool)",
+    )
 
     invite_expiry_s: int = Field(600, ge=10, description="how long a signed invite is accepted on chain")
     invite_concurrency: int = Field(32, ge=1, le=1024, description="invites in flight at once")

@@ -16,6 +16,9 @@ Key layout (prefix `orch` by default):
     {p}:task_nodes:{id}    set     node addresses assigned to the task (the reverse index)
     {p}:cursor             string  discovery change-feed cursor
     {p}:chain_block        string  the last chain block whose pool logs the chain watch applied
+    {p}:store_marker       hash    pool_id, created_at, how (fresh, adopted, confirmed): this store is the pool's
+                                   record (`orchestrator.guard`); while it is absent every node's task is held
+    {p}:store_hold         string  when the store-lost hold began (kept across restarts until an operator confirms)
 
 Multi-key changes run as Lua scripts, so a crash never leaves a status set, a name or an assignment index
 half-written. The scripts build key names from the prefix, which needs a single Redis (not a cluster).
@@ -61,29 +64,35 @@ end
 return cur
 """
 
-# A heartbeat in one step. ARGV: prefix, node, now, statuses a beat makes Healthy (comma list), statuses that are
-# refused (comma list), then the hash fields to write as name, value pairs. Returns {status before, the assigned
-# task's JSON or ''}: a refused or unknown node gets nothing written; a node in the first list becomes Healthy and
-# gets its assignment; any other is left to the caller (it needs the chain), with the beat recorded.
+# A heartbeat in one step. KEYS: the node's hash, the store marker. ARGV: prefix, node, now, statuses a beat makes
+# Healthy (comma list), statuses that are refused (comma list), then the hash fields to write as name, value pairs.
+# Returns {status before, the assigned task's JSON or '', '1' when the store marker is absent}: a refused or unknown
+# node gets nothing written; a node in the first list becomes Healthy and gets its assignment, unless the marker is
+# absent (the store-lost hold: what this store lacks must not withdraw anything); any other is left to the caller
+# (it needs the chain), with the beat recorded. The marker is read in the same step, so a store wiped under a
+# running orchestrator holds from its very next beat.
 _BEAT = """
 local function listed(list, value)
   for s in string.gmatch(list, '[^,]+') do if s == value then return true end end
   return false
 end
 local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {'', ''} end
-if listed(ARGV[5], cur) then return {cur, ''} end
+if not cur then return {'', '', ''} end
+if listed(ARGV[5], cur) then return {cur, '', ''} end
+local held = ''
+if redis.call('EXISTS', KEYS[2]) == 0 then held = '1' end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-if not listed(ARGV[4], cur) then return {cur, ''} end
+if not listed(ARGV[4], cur) then return {cur, '', held} end
 if cur ~= 'healthy' then
   redis.call('HSET', KEYS[1], 'status', 'healthy', 'status_since', ARGV[3])
   redis.call('SREM', ARGV[1] .. ':status:' .. cur, ARGV[2])
   redis.call('SADD', ARGV[1] .. ':status:healthy', ARGV[2])
 end
 redis.call('ZADD', ARGV[1] .. ':beats', ARGV[3], ARGV[2])
+if held == '1' then return {cur, '', held} end
 local task = redis.call('HGET', ARGV[1] .. ':assign', ARGV[2])
-if not task then return {cur, ''} end
-return {cur, redis.call('GET', ARGV[1] .. ':task:' .. task) or ''}
+if not task then return {cur, '', ''} end
+return {cur, redis.call('GET', ARGV[1] .. ':task:' .. task) or '', ''}
 """
 
 _UPSERT = """
@@ -193,6 +202,7 @@ def task_spec(raw: str) -> TaskSpec:
 class BeatOutcome:
     previous: NodeStatus | None  # None: an unknown node
     task: TaskSpec | None  # the assignment, given only when the beat made the node Healthy
+    held: bool = False  # the store marker is absent: the node keeps what it runs (`orchestrator.guard`)
 
 
 @dataclass(frozen=True)
@@ -261,6 +271,10 @@ class OrchestratorStore:
         self._assign = redis.register_script(_ASSIGN)
         self._beat = redis.register_script(_BEAT)
 
+    @property
+    def marker_key(self) -> str:
+        return f"{self.prefix}:store_marker"
+
     def node_key(self, address: str) -> str:
         return f"{self.prefix}:node:{address.lower()}"
 
@@ -311,14 +325,18 @@ class OrchestratorStore:
     ) -> BeatOutcome:
         """Record a heartbeat's `fields` (not for a node in `refused`); a node in `healthy_from` becomes Healthy and
         the outcome carries its assignment. One round trip: this is the orchestrator's hottest path."""
-        previous, raw = await self._beat(
-            keys=[self.node_key(address)],
+        previous, raw, held = await self._beat(
+            keys=[self.node_key(address), self.marker_key],
             args=[
                 self.prefix, address.lower(), repr(now), ",".join(s.value for s in healthy_from),
                 ",".join(s.value for s in refused), *(item for pair in fields.items() for item in pair),
             ],
         )  # fmt: skip
-        return BeatOutcome(previous=NodeStatus(previous) if previous else None, task=task_spec(raw) if raw else None)
+        return BeatOutcome(
+            previous=NodeStatus(previous) if previous else None,
+            task=task_spec(raw) if raw else None,
+            held=held == "1",
+        )
 
     async def silent(self, since: float) -> list[str]:
         """Healthy and Unhealthy nodes whose last heartbeat is older than `since`."""
@@ -468,6 +486,40 @@ class OrchestratorStore:
 
     async def set_chain_block(self, block: int) -> None:
         await self.redis.set(f"{self.prefix}:chain_block", str(block))
+
+    # --- the store marker (`orchestrator.guard`) -------------------------------------------------------
+
+    async def marker(self) -> dict[str, str] | None:
+        """The store marker's fields, or None when it is absent (a new store, or one that lost its data)."""
+        fields = cast(dict[str, str], await self.redis.hgetall(self.marker_key))
+        return fields or None
+
+    async def has_marker(self) -> bool:
+        return bool(await self.redis.exists(self.marker_key))
+
+    async def write_marker(self, *, pool_id: int, now: float, how: str) -> None:
+        """Mark this store as the pool's record and end any hold, in one step."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.marker_key, mapping={"pool_id": str(pool_id), "created_at": repr(now), "how": how})
+            pipe.delete(f"{self.prefix}:store_hold")
+            await pipe.execute()
+
+    async def hold_since(self) -> float | None:
+        """When the store-lost hold began, or None when none was recorded."""
+        return _float(cast(str | None, await self.redis.get(f"{self.prefix}:store_hold")))
+
+    async def start_hold(self, now: float) -> float:
+        """Record that the hold began (kept if it began earlier); returns when it began."""
+        await self.redis.set(f"{self.prefix}:store_hold", repr(now), nx=True)
+        return await self.hold_since() or now
+
+    async def holds_records(self) -> bool:
+        """Whether the store knows any node or task (a store kept from before the marker existed)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.scard(f"{self.prefix}:nodes")
+            pipe.scard(f"{self.prefix}:tasks")
+            nodes, tasks = cast(list[int], await pipe.execute())
+        return bool(nodes or tasks)
 
 
 def heartbeat_fields(now: float, version: str, task: Mapping[str, Any]) -> dict[str, str]:

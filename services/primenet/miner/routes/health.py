@@ -21,4 +21,5 @@ async def health(miner: MinerDep) -> dict[str, Any]:
         "orchestrator_url": state.orchestrator_url,
         "last_heartbeat_reply_at": miner.heartbeat.last_reply_at,
         "heartbeat_replies_refused": miner.heartbeat.replies_refused,
+        "orchestrator_hold": miner.heartbeat.held,
     }

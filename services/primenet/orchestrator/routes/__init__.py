@@ -3,6 +3,7 @@
 heartbeat   POST /heartbeat (signed by a node key)
 tasks       the buyer's tasks (admin)
 nodes       the pool's nodes, their logs, restart and ban (admin)
+store       GET /store, POST /store/confirm: the store-lost hold (admin)
 health      GET /health
 """
 
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from primenet.orchestrator.routes import health, heartbeat, nodes, tasks
+from primenet.orchestrator.routes import health, heartbeat, nodes, store, tasks
 
 router = APIRouter()
 router.include_router(heartbeat.router)
 router.include_router(tasks.router)
 router.include_router(nodes.router)
+router.include_router(store.router)
 router.include_router(health.router)

@@ -1,7 +1,8 @@
 """GET /health: the state of each loop and of Redis (503 while Redis does not answer).
 
-Anyone sees `status` (`ok`, or `degraded` when Redis is down or a loop's latest pass failed) and each loop's state
-name and last run; error strings only come, under `details`, with the admin token (`core.health`).
+Anyone sees `status` (`ok`, or `degraded` when Redis is down, a loop's latest pass failed or the store-lost hold
+lasts), `store` (`ok`, or `hold`: see `orchestrator.guard`) and each loop's state name and last run; error strings
+only come, under `details`, with the admin token (`core.health`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ router = APIRouter(tags=["ops"])
 @router.get("/health")
 async def health(request: Request, store: StoreDep, orchestrator: OrchestratorDep) -> JSONResponse:
     redis_error: str | None = None
+    hold = orchestrator.hold
     try:
         await store.redis.ping()
+        hold = hold or not await store.has_marker()
     except Exception as exc:  # report, do not raise: /health must answer while Redis is down
         redis_error = f"{type(exc).__name__}: {exc}"
     stats = orchestrator.stats.loops
@@ -29,8 +32,9 @@ async def health(request: Request, store: StoreDep, orchestrator: OrchestratorDe
         name: loop_state(last_run_at=stat.last_run_at, last_error_at=stat.last_error_at) for name, stat in stats.items()
     }
     public: dict[str, Any] = {
-        "status": overall({**states, "redis": FAILING if redis_error else OK}),
+        "status": overall({**states, "redis": FAILING if redis_error else OK, "store": FAILING if hold else OK}),
         "redis": "down" if redis_error else "ok",
+        "store": "hold" if hold else "ok",
         "pool_id": orchestrator.settings.pool_id,
         "loops": {name: {"state": states[name], "last_run_at": stat.last_run_at} for name, stat in stats.items()},
     }

@@ -20,12 +20,13 @@ router = APIRouter(tags=["nodes"])
 async def heartbeat(
     body: Heartbeat, signer: NodeSigner, orchestrator: OrchestratorDep, replies: ReplySignerDep
 ) -> Response:
-    """A node's beat: its task state in, its assignment out (none unless the node is Healthy)."""
+    """A node's beat: its task state in, its assignment out (none unless the node is Healthy), or `hold` during the
+    store-lost hold (`orchestrator.guard`)."""
     try:
-        assignment = await orchestrator.heartbeat(signer.address, body)
+        reply = await orchestrator.heartbeat(signer.address, body)
     except HeartbeatRefusedError as exc:
         raise ApiError(403, exc.code, str(exc)) from None
     # Serialized here, once: FastAPI would dump, validate and dump the reply again (the hottest route).
-    content = HeartbeatReply(assignment=assignment).model_dump_json().encode()
+    content = reply.model_dump_json().encode()
     headers = replies.header(content, node=signer.address, request_nonce=signer.nonce)
     return Response(content, media_type="application/json", headers=headers)
