@@ -36,8 +36,30 @@ async def beat(store: OrchestratorStore, node: str, now: float) -> tuple[NodeSta
 
 
 @pytest.fixture
-def store(redis_client: Redis) -> OrchestratorStore:
-    return OrchestratorStore(redis_client, prefix="st" + uuid.uuid4().hex[:8])
+async def store(redis_client: Redis) -> OrchestratorStore:
+    """A store marked as its pool's record (`orchestrator.guard`), as a running orchestrator's is."""
+    store = OrchestratorStore(redis_client, prefix="st" + uuid.uuid4().hex[:8])
+    await store.write_marker(pool_id=0, now=1.0, how="fresh")
+    return store
+
+
+async def test_without_the_store_marker_a_beat_is_held_and_brings_no_assignment(store: OrchestratorStore) -> None:
+    node = address(7)
+    await known(store, node, NodeStatus.HEALTHY)
+    task = StoredTask(id=uuid.uuid4().hex, created_at=1.0, name="t", image="busybox")
+    assert await store.create_task(task)
+    await store.assign(node, task.id)
+    await store.redis.delete(store.marker_key)  # the store-lost hold (a wipe that kept this much, say)
+
+    fields = heartbeat_fields(200.0, "test", {})
+    outcome = await store.beat(node, fields, now=200.0, healthy_from=BEAT_MAKES_HEALTHY, refused=BEAT_REFUSED)
+    assert (outcome.previous, outcome.task, outcome.held) == (NodeStatus.HEALTHY, None, True)
+    assert await store.silent(300.0) == [node]  # the beat itself was recorded
+    await store.write_marker(pool_id=0, now=201.0, how="confirmed")
+    outcome = await store.beat(node, fields, now=202.0, healthy_from=BEAT_MAKES_HEALTHY, refused=BEAT_REFUSED)
+    assert outcome.held is False
+    assert outcome.task is not None
+    assert outcome.task.task_id == task.id
 
 
 async def test_a_beat_makes_an_unhealthy_node_healthy_and_brings_its_assignment(store: OrchestratorStore) -> None:

@@ -135,12 +135,14 @@ class Orchestrator:
         self.invites = asyncio.Semaphore(settings.invite_concurrency)
         self.inviting: dict[str, asyncio.Task[None]] = {}  # invites in flight, by node: one at a time per node
         self._nudges: set[asyncio.Task[None]] = set()
-        # The store-lost hold (`guard`): true until the guard's first check found the store marker (or wrote it).
-        self.hold = True
+        # The store-lost hold (`guard`): on until the guard's first check found the store marker (or wrote it).
+        self.hold = settings.store_guard
 
     async def holding(self) -> bool:
         """Whether the loops must withdraw, place, invite and eject nothing: the guard's word, or the marker gone
-        since its last pass (a store wiped under a running orchestrator)."""
+        since its last pass (a store wiped under a running orchestrator); never with `store_guard` off."""
+        if not self.settings.store_guard:
+            return False
         return self.hold or not await self.store.has_marker()
 
     async def moved(self, address: str, to: NodeStatus, previous: NodeStatus | None) -> None:
@@ -159,7 +161,12 @@ class Orchestrator:
         now = self.clock()
         fields = heartbeat_fields(now, beat.version, beat.model_dump(mode="json"))
         outcome = await self.store.beat(
-            beat.address, fields, now=now, healthy_from=BEAT_MAKES_HEALTHY, refused=BEAT_REFUSED
+            beat.address,
+            fields,
+            now=now,
+            healthy_from=BEAT_MAKES_HEALTHY,
+            refused=BEAT_REFUSED,
+            guarded=self.settings.store_guard,
         )
         status = outcome.previous
         if status is None:

@@ -65,7 +65,8 @@ return cur
 """
 
 # A heartbeat in one step. KEYS: the node's hash, the store marker. ARGV: prefix, node, now, statuses a beat makes
-# Healthy (comma list), statuses that are refused (comma list), then the hash fields to write as name, value pairs.
+# Healthy (comma list), statuses that are refused (comma list), '1' when the marker is to be checked (the guard is
+# on), then the hash fields to write as name, value pairs.
 # Returns {status before, the assigned task's JSON or '', '1' when the store marker is absent}: a refused or unknown
 # node gets nothing written; a node in the first list becomes Healthy and gets its assignment, unless the marker is
 # absent (the store-lost hold: what this store lacks must not withdraw anything); any other is left to the caller
@@ -80,8 +81,8 @@ local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {'', '', ''} end
 if listed(ARGV[5], cur) then return {cur, '', ''} end
 local held = ''
-if redis.call('EXISTS', KEYS[2]) == 0 then held = '1' end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then held = '1' end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 if not listed(ARGV[4], cur) then return {cur, '', held} end
 if cur ~= 'healthy' then
   redis.call('HSET', KEYS[1], 'status', 'healthy', 'status_since', ARGV[3])
@@ -322,14 +323,17 @@ class OrchestratorStore:
         now: float,
         healthy_from: Iterable[NodeStatus],
         refused: Iterable[NodeStatus],
+        guarded: bool = True,
     ) -> BeatOutcome:
         """Record a heartbeat's `fields` (not for a node in `refused`); a node in `healthy_from` becomes Healthy and
-        the outcome carries its assignment. One round trip: this is the orchestrator's hottest path."""
+        the outcome carries its assignment, unless `guarded` and the store marker is absent (`held`). One round
+        trip: this is the orchestrator's hottest path."""
         previous, raw, held = await self._beat(
             keys=[self.node_key(address), self.marker_key],
             args=[
                 self.prefix, address.lower(), repr(now), ",".join(s.value for s in healthy_from),
-                ",".join(s.value for s in refused), *(item for pair in fields.items() for item in pair),
+                ",".join(s.value for s in refused), "1" if guarded else "",
+                *(item for pair in fields.items() for item in pair),
             ],
         )  # fmt: skip
         return BeatOutcome(

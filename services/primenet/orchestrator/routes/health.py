@@ -24,7 +24,7 @@ async def health(request: Request, store: StoreDep, orchestrator: OrchestratorDe
     hold = orchestrator.hold
     try:
         await store.redis.ping()
-        hold = hold or not await store.has_marker()
+        hold = hold or (orchestrator.settings.store_guard and not await store.has_marker())
     except Exception as exc:  # report, do not raise: /health must answer while Redis is down
         redis_error = f"{type(exc).__name__}: {exc}"
     stats = orchestrator.stats.loops
