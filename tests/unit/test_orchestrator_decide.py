@@ -18,6 +18,7 @@ from primenet.orchestrator.decide import (
     on_listing,
     on_silence,
     schedule,
+    waiting_reason,
 )
 from primenet.orchestrator.models import NodeStatus as S
 
@@ -192,3 +193,18 @@ def test_current_assignments_are_stable_and_excess_sheds_lost_nodes_first() -> N
 def test_a_node_that_no_longer_fits_loses_its_task() -> None:
     tasks = [need("gpu", 1, "gpu:count_min=1")]
     assert schedule(tasks, [node("n1", specs=CPU)], {"n1": "gpu"}, now=100, grace_s=10) == {}
+
+
+def test_waiting_reason_says_why_a_task_has_fewer_nodes_than_it_asked_for() -> None:
+    one, gpu_task, everywhere = need("t"), need("t", 1, "gpu:count_min=1"), need("t", None)
+    assert waiting_reason(one, [], {}) == "no Healthy node in the pool"
+    assert waiting_reason(one, [node("n1", S.UNHEALTHY)], {}) == "no Healthy node in the pool"
+    assert waiting_reason(gpu_task, [node("n1")], {}) == "no Healthy node meets its requirements (1 Healthy)"
+    assert waiting_reason(one, [node("n1")], {"n1": "other"}) == "no free node: 1 node(s) that fit run other tasks"
+    assert waiting_reason(one, [node("n1")], {}) == "to be placed by the scheduler's next pass"
+    assert waiting_reason(one, [node("n1")], {"n1": "t"}) is None
+    assert waiting_reason(everywhere, [node("n1"), node("n2")], {"n1": "t"}) is None  # "all": one node is enough
+    two = need("t", 2)
+    assert waiting_reason(two, [node("n1"), node("n2")], {"n1": "t", "n2": "x"}) == (
+        "no free node: 1 node(s) that fit run other tasks"
+    )

@@ -317,12 +317,17 @@ def task_tables(task: TaskView, now: float | None = None) -> list[Table]:
     table.add_row("nodes", str(task.nodes))
     table.add_row("requirements", task.requirements or "-")
     table.add_row("created", when(task.created_at, now))
+    table.add_row("state", task.state + (f": {task.reason}" if task.reason else ""))
     placed = Table(title=f"{len(task.assignments)} assignment(s)")
-    for column in ("node", "state", "updated", "details"):
+    for column in ("node", "state", "updated", "details", "message"):
         placed.add_column(column, overflow="fold")
     for node, assignment in sorted(task.assignments.items()):
         placed.add_row(
-            node, coloured(assignment.state), ago(assignment.updated_at, now), details_text(assignment.details)
+            node,
+            coloured(assignment.state),
+            ago(assignment.updated_at, now),
+            details_text(assignment.details),
+            assignment.message or "",
         )
     return [table, placed]
 

@@ -67,6 +67,7 @@ class HeartbeatLoop:
         self.audience_of = audience_of
         self.last_reply_at: float | None = None
         self.held = False  # the last proven reply said `hold`: nothing is applied until one does not
+        self.unsaved: str | None = None  # why the last state change is not on disk (None: it is)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -115,13 +116,16 @@ class HeartbeatLoop:
         return self.audience_of(pool_id)
 
     async def beat(self, client: httpx.AsyncClient, url: str) -> HeartbeatReply:
+        if self.unsaved is not None:
+            self.save()  # the disk may have room again: what is only in memory is written as soon as it can be
         status = await self.runner.status()
+        message = "; ".join(m for m in (status.message, self.unsaved and f"state not saved: {self.unsaved}") if m)
         body = Heartbeat(
             address=self.node.address,
             task_id=status.task_id,
             task_state=status.state,
             task_details=status.details,
-            task_message=status.message[:4096] if status.message else None,
+            task_message=message[:4096] or None,
             version=__version__,
             timestamp=time.time(),
         )
@@ -165,10 +169,27 @@ class HeartbeatLoop:
         return reply
 
     async def apply(self, assignment: TaskSpec | None) -> None:
+        """Remember the assignment, then make Docker match it. A state file that cannot be written (a full disk)
+        does not stop the work: the assignment is kept in memory, applied, reported with the error on every beat
+        (`state not saved: ...`) and written as soon as the disk takes it."""
         if assignment != self.memory.state.assignment:
             log.info("assignment changed", task_id=assignment.task_id if assignment else None)
-            self.memory.update(assignment=assignment)
+            self.memory.state = self.memory.state.model_copy(update={"assignment": assignment})
+            self.save()
         await self.runner.reconcile(assignment)
+
+    def save(self) -> None:
+        """Write the in-memory state to its file; on an OS error (ENOSPC, EIO, ...) keep it and say why."""
+        try:
+            self.memory.file.save(self.memory.state)
+        except OSError as exc:
+            if self.unsaved is None:
+                log.error("miner state not saved; kept in memory, retried every beat", error=str(exc))
+            self.unsaved = f"{exc.strerror or exc} ({exc.filename or self.memory.file.path})"
+            return
+        if self.unsaved is not None:
+            log.info("miner state saved again")
+        self.unsaved = None
 
 
 _JSON = {"content-type": "application/json"}

@@ -30,14 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import structlog
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig
 from docker.utils import parse_repository_tag
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from primenet.core.errors import PrimenetError
 from primenet.core.models import GpuDevice, TaskDetails, TaskSpec, TaskState
 from primenet.miner.isolation import Isolation, Refusal, TaskPolicy, isolate, network_config, network_mismatch
+
+log = structlog.get_logger(__name__)
+PULLS = Counter("primenet_miner_image_pulls", "Image pulls started (a failed one is tried again after retry_after_s)")
 
 LABEL_TASK = "primenet.task_id"
 LABEL_HASH = "primenet.config_hash"
@@ -311,6 +316,8 @@ class DockerRunner:
         if present and not always_pull(image):
             return None
         start.phase = TaskState.PULLING
+        PULLS.inc()
+        log.info("pulling image", image=image)
         try:
             repository, tag = parse_repository_tag(image)
             # The low-level stream: the high-level pull ignores errors reported inside the stream.

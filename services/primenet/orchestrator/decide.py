@@ -196,3 +196,22 @@ def next_release(nodes: Iterable[NodeFacts], wanted: Mapping[str, str], *, grace
         ),
         default=None,
     )
+
+
+def waiting_reason(task: TaskNeed, nodes: Iterable[NodeFacts], current: Mapping[str, str]) -> str | None:
+    """Why `task` has fewer nodes than it asked for (`nodes`: the pool's Healthy ones; `current`: every assignment),
+    as the buyer reads it; None when it has them all ("all": at least one). The scheduler's rules, said in words:
+    only a Healthy node that fits and runs no other task can take it."""
+    holders = sum(1 for task_id in current.values() if task_id == task.task_id)
+    if holders >= (task.nodes if task.nodes is not None else 1):
+        return None
+    healthy = [node for node in nodes if node.status is NodeStatus.HEALTHY]
+    if not healthy:
+        return "no Healthy node in the pool"
+    fitting = [node for node in healthy if fits(task, node)]
+    if not fitting:
+        return f"no Healthy node meets its requirements ({len(healthy)} Healthy)"
+    if all(node.address in current for node in fitting):
+        busy = sum(1 for node in fitting if current[node.address] != task.task_id)
+        return f"no free node: {busy} node(s) that fit run other tasks"
+    return "to be placed by the scheduler's next pass"

@@ -69,11 +69,16 @@ class StoredTask(TaskRequest):
 class AssignmentView(BaseModel):
     state: str
     details: TaskDetails | None = None
+    message: str | None = Field(None, description="what the miner said about it (why it failed or waits)")
     updated_at: UnixTime
 
 
 class TaskView(StoredTask):
     assignments: dict[str, AssignmentView] = Field(default_factory=dict)
+    state: Literal["assigned", "waiting"] = Field(
+        "waiting", description="assigned: it has every node it asked for ('all': at least one); waiting: not yet"
+    )
+    reason: str | None = Field(None, description="why it waits (no Healthy node, none fits, none free)")
 
 
 class NodeView(BaseModel):

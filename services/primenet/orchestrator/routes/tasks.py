@@ -13,6 +13,7 @@ from primenet.core.errors import ApiError
 from primenet.core.requirements import RequirementsError, parse
 from primenet.orchestrator.deps import OrchestratorDep, StoreDep
 from primenet.orchestrator.models import StoredTask, TaskRequest, TaskView
+from primenet.orchestrator.views import task_view
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -29,12 +30,12 @@ async def create_task(_: AdminOnly, body: TaskRequest, store: StoreDep, orchestr
     if not await store.create_task(task):
         raise ApiError(409, "task_name_taken", f"a task named {body.name!r} exists")
     orchestrator.changed.set()
-    return TaskView(**task.model_dump())
+    return TaskView(**task.model_dump(), reason="to be placed by the scheduler's next pass")
 
 
 @router.get("")
 async def list_tasks(_: AdminOnly, store: StoreDep) -> dict[str, list[TaskView]]:
-    return {"tasks": [await store.task_view(task) for task in await store.tasks()]}
+    return {"tasks": [await task_view(store, task) for task in await store.tasks()]}
 
 
 @router.get("/{task_id}")
@@ -42,7 +43,7 @@ async def get_task(_: AdminOnly, task_id: TaskId, store: StoreDep) -> TaskView:
     task = await store.task(task_id)
     if task is None:
         raise ApiError(404, "task_not_found", f"no task {task_id}")
-    return await store.task_view(task)
+    return await task_view(store, task)
 
 
 @router.delete("/{task_id}")
