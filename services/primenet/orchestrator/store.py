@@ -224,6 +224,7 @@ class NodeRow:
     task_updated_at: float | None
     invite_failures: int
     next_invite_at: float
+    task_message: str | None = None  # what the miner last said about its task (why it failed or waits)
 
     @classmethod
     def parse(cls, row: Mapping[str, str]) -> NodeRow:
@@ -244,6 +245,7 @@ class NodeRow:
             task_updated_at=_float(row.get("task_updated_at")),
             invite_failures=int(row.get("invite_failures", "0")),
             next_invite_at=float(row.get("next_invite_at", "0")),
+            task_message=row.get("task_message") or None,
         )
 
     def view(self) -> NodeView:
@@ -468,7 +470,10 @@ class OrchestratorStore:
         for node in await self.nodes(await self.task_nodes(task.id)):
             if node.task_id == task.id and node.task_state:
                 assignments[node.address] = AssignmentView(
-                    state=node.task_state, details=node.task_details, updated_at=node.task_updated_at or 0.0
+                    state=node.task_state,
+                    details=node.task_details,
+                    message=node.task_message,
+                    updated_at=node.task_updated_at or 0.0,
                 )
             else:
                 assignments[node.address] = AssignmentView(state="pending", updated_at=node.last_heartbeat or 0.0)
