@@ -49,7 +49,7 @@ from rich.console import Console
 from rich.table import Table
 
 from primenet.core.auth import AUTH_HEADER, orchestrator_audience, sign_request
-from primenet.core.models import ComputeSpecs, Heartbeat, NodeRecord
+from primenet.core.models import ComputeSpecs, Heartbeat, NodeRecord, specs_hash
 from primenet.core.redisdb import connect as connect_redis
 from primenet.devnet.accounts import role_account
 from primenet.devnet.chain_setup import prepare_chain
@@ -58,6 +58,7 @@ from primenet.devnet.processes import answers_health, free_port, spawn, stop, wa
 from primenet.miner.runner import LABEL_TASK
 from primenet.orchestrator.models import NodeStatus
 from primenet.orchestrator.store import OrchestratorStore
+from results import record
 
 CHAIN_ID = 31337
 TOKEN = "bench-admin-" + secrets.token_hex(16)
@@ -115,7 +116,8 @@ async def known_healthy(redis_url: str, nodes: list[LocalAccount], closed_port: 
                 record = NodeRecord(
                     node=node.address, provider=provider, ip="127.0.0.1", port=closed_port, pool_id=0, specs=specs
                 )
-                await store.upsert_listed(record, listed_at=now, now=now)
+                # Bound as a validator binds them: the scheduler gives work only to nodes with validated specs.
+                await store.upsert_listed(record, listed_at=now, now=now, bound_specs_hash=specs_hash(specs))
                 await store.transition(node.address, NodeStatus.HEALTHY, now=now, fields={"last_heartbeat": repr(now)})
 
             await asyncio.gather(*(add(node) for node in nodes[start : start + 64]))
@@ -367,6 +369,13 @@ def main() -> int:
                 f"{beat_rate:,.0f} /s ({beat_errors + health_errors} errors)",
             )
             figures.add("heartbeat / health", f"{ratio:.2f}", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
+            record(
+                "heartbeat.py",
+                f"N = {args.n:,}, signed heartbeats, {args.in_flight} in flight, against `/health` "
+                f"({health_rate:,.0f}/s)",
+                f"{beat_rate:,.0f}/s, {ratio:.2f} ({beat_errors + health_errors} errors)",
+                f"at least {TARGET_RATIO}",
+            )
             # What durability costs: the same heartbeats with Redis fsyncing once a second instead of before each
             # reply (the devnet's and the Pulumi stack's `appendfsync always`).
             now = time.time()
@@ -375,6 +384,11 @@ def main() -> int:
             figures.add(
                 "POST /heartbeat, appendfsync always / everysec",
                 f"{beat_rate / relaxed_rate:.2f} ({relaxed_rate:,.0f} /s with everysec)",
+            )
+            record(
+                "heartbeat.py",
+                "signed heartbeats with Redis `appendfsync always` against `everysec`",
+                f"{beat_rate / relaxed_rate:.2f} ({relaxed_rate:,.0f}/s with everysec)",
             )
 
             # (2) steady load: every node every `interval`, spread evenly, open loop
@@ -409,6 +423,13 @@ def main() -> int:
                 errors == 0,
             )
             figures.add("  client lag (max)", f"{steady.max_lag_ms:.1f} ms")
+            record(
+                "heartbeat.py",
+                f"N = {args.n:,}, steady {steady.offered_per_s:,.0f}/s offered (every node every {args.interval:g} s, "
+                f"{len(schedule):,} beats, client lag at most {steady.max_lag_ms:.0f} ms)",
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors",
+                f"p99 under {TARGET_P99_MS:g} ms, no errors",
+            )
 
             console.print(f"steady phase done ({errors} errors)")
         finally:
@@ -433,6 +454,18 @@ def main() -> int:
         p50 < TARGET_DISPATCH_MS,
     )
     figures.add("DELETE /tasks -> container removed", f"p50 {ms(removed, 0.5):.0f} ms, p99 {ms(removed, 0.99):.0f} ms")
+    record(
+        "heartbeat.py",
+        f"dispatch, 1 task: `POST /tasks` to its container running on the devnet's miner ({args.dispatches}x, "
+        f"beats every {args.interval:g} s)",
+        f"p50 {p50:.0f} ms, p99 {ms(running, 0.99):.0f} ms",
+        f"p50 under {TARGET_DISPATCH_MS / 1000:g} s",
+    )
+    record(
+        "heartbeat.py",
+        "removal: `DELETE /tasks/{id}` to the container gone",
+        f"p50 {ms(removed, 0.5):.0f} ms, p99 {ms(removed, 0.99):.0f} ms",
+    )
     table = Table(title=f"orchestrator under heartbeat load ({os.cpu_count()} CPUs, client and server share them)")
     for column in ("measure", "figure", "target", "met"):
         table.add_column(column)
