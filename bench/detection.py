@@ -23,45 +23,27 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 import httpx
 from aiohttp import web
-from eth_account.signers.local import LocalAccount
 
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
-from primenet.chain.eip712 import PoolInvite
-from primenet.devnet.accounts import role_account
 from primenet.devnet.processes import free_port
 from primenet.orchestrator.settings import OrchestratorSettings
 from results import record
-from simnodes import ADMIN, MINER_MAX_BACKOFF_S, Coordinator, Fleet, SimNode, coordinator, make_known, new_nodes
-
-TOKEN_UNIT = 10**18
-
-
-async def join_on_chain(rpc_url: str, deployment_file: Path, nodes: list[LocalAccount]) -> None:
-    """Each node added under the devnet provider, validated and joined to pool 0 (as registration leaves it)."""
-    async with Network.connect(rpc_url, Deployment.load(deployment_file)) as network:
-        provider = role_account("provider")
-        await network.register_provider(network.transactor(provider), (len(nodes) + 10) * TOKEN_UNIT)
-        await network.whitelist_provider(network.transactor(role_account("federator")), provider.address)
-        pool = await network.pool(0)
-        for node in nodes:
-            await network.add_node(network.transactor(provider), node, compute_units=1)
-            await network.validate_node(network.transactor(role_account("validator")), provider.address, node.address)
-            block = await network.w3.eth.get_block("latest")
-            invite = PoolInvite(
-                domain_id=pool.domain_id,
-                pool_id=0,
-                node=node.address,
-                nonce=random.getrandbits(128),
-                expiry=int(block["timestamp"]) + 3600,
-            )
-            signature = network.sign_invite(role_account("orchestrator"), invite)
-            await network.join_pool(network.transactor(provider), invite, signature)
+from simnodes import (
+    ADMIN,
+    MINER_MAX_BACKOFF_S,
+    Coordinator,
+    Fleet,
+    SimNode,
+    coordinator,
+    join_on_chain,
+    make_known,
+    new_nodes,
+)
 
 
 class DroppingProxy:

@@ -35,13 +35,17 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from heartbeat import CHAIN_ID, TOKEN, known_healthy, start_orchestrator
+from primenet.chain.contracts import Network
+from primenet.chain.deployment import Deployment
+from primenet.chain.eip712 import PoolInvite
 from primenet.core.auth import AUTH_HEADER, orchestrator_audience, sign_request
 from primenet.core.models import Heartbeat, TaskState
 from primenet.devnet.accounts import role_account
 from primenet.devnet.chain_setup import prepare_chain
 from primenet.devnet.local import Devnet, DevnetSettings
-from primenet.devnet.processes import ManagedProcess, free_port, stop
+from primenet.devnet.processes import ManagedProcess, free_port, spawn, stop
 
+TOKEN_UNIT = 10**18
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"content-type": "application/json"}
 MINER_MAX_BACKOFF_S = 60.0  # primenet.miner.settings: heartbeat_max_backoff_s
@@ -67,6 +71,10 @@ class Coordinator:
 
     def start_orchestrator(self) -> None:
         self.process = start_orchestrator(self.env, self.url, self.log)
+
+    def launch_orchestrator(self) -> None:
+        """Start the process without waiting for it to serve (a supervisor restarting it)."""
+        self.process = spawn([str(Path(sys.executable).with_name("primenet")), "orchestrator"], self.log, env=self.env)
 
     def kill_orchestrator(self) -> None:
         """SIGKILL, as a crash: no shutdown code runs."""
@@ -157,6 +165,28 @@ async def make_known(coordinator: Coordinator, nodes: list[SimNode]) -> None:
         by_port.setdefault(node.port, []).append(node.account)
     for port, accounts in by_port.items():
         await known_healthy(coordinator.redis.url, accounts, closed_port=port)
+
+
+async def join_on_chain(rpc_url: str, deployment_file: Path, nodes: list[LocalAccount]) -> None:
+    """Each node added under the devnet provider, validated and joined to pool 0 (as registration leaves it)."""
+    async with Network.connect(rpc_url, Deployment.load(deployment_file)) as network:
+        provider = role_account("provider")
+        await network.register_provider(network.transactor(provider), (len(nodes) + 10) * TOKEN_UNIT)
+        await network.whitelist_provider(network.transactor(role_account("federator")), provider.address)
+        pool = await network.pool(0)
+        for node in nodes:
+            await network.add_node(network.transactor(provider), node, compute_units=1)
+            await network.validate_node(network.transactor(role_account("validator")), provider.address, node.address)
+            block = await network.w3.eth.get_block("latest")
+            invite = PoolInvite(
+                domain_id=pool.domain_id,
+                pool_id=0,
+                node=node.address,
+                nonce=random.getrandbits(128),
+                expiry=int(block["timestamp"]) + 3600,
+            )
+            signature = network.sign_invite(role_account("orchestrator"), invite)
+            await network.join_pool(network.transactor(provider), invite, signature)
 
 
 class Fleet:
