@@ -10,9 +10,10 @@ miner's backoff after a failed one):
              every 0.1 s: Unhealthy and Dead in `GET /nodes/{address}`, and ejected (`isNodeInPool` false on
              chain). Reported as the time and as the delay beyond the timer (time - threshold).
   loss       N nodes beating through a loopback HTTP proxy that drops DROP of the heartbeat requests (closes the
-             connection without forwarding: the miner sees a failed beat and backs off, 20 s after one failure,
-             40 s after two), for as long as the detection phase runs (at least DURATION). Nodes seen (polling
-             `GET /nodes` every second) Unhealthy or Dead although they never stopped: false positives.
+             connection without forwarding: the miner sees a failed beat and backs off), for as long as the
+             detection phase runs (at least DURATION). The loss nodes' moves to Unhealthy and to Dead (the
+             orchestrator's transition counters, less the failing nodes' own) are false positives; so are the
+             nodes seen Unhealthy or Dead by polling `GET /nodes` every second (which misses short ones).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 import httpx
@@ -44,6 +46,11 @@ from simnodes import (
     make_known,
     new_nodes,
 )
+
+
+class Timers(Protocol):
+    interval: float
+    max_backoff: float
 
 
 class DroppingProxy:
@@ -92,6 +99,18 @@ class DroppingProxy:
             return web.Response(body=content, status=upstream.status, headers=keep)
 
 
+async def transitions(http: httpx.AsyncClient) -> dict[str, float]:
+    """The orchestrator's count of status moves, by new status (`primenet_orchestrator_transitions_total`): every
+    move, also one the once-a-second poll of `GET /nodes` misses (a node Unhealthy until its next beat)."""
+    counts: dict[str, float] = {}
+    for line in (await http.get("/metrics", follow_redirects=True)).text.splitlines():
+        if line.startswith("primenet_orchestrator_transitions_total{"):
+            labels, value = line.rsplit(" ", 1)
+            status = labels.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] = float(value)
+    return counts
+
+
 @dataclass
 class Detected:
     last_beat: float
@@ -104,6 +123,7 @@ class Detected:
 class Outcome:
     detected: list[Detected]
     false_nodes: dict[str, set[str]] = field(default_factory=dict)  # loss node -> statuses seen other than healthy
+    false_transitions: dict[str, int] = field(default_factory=dict)  # status -> moves of loss nodes into it
     loss_nodes: int = 0
     loss_beats_ok: int = 0
     dropped: int = 0
@@ -112,7 +132,8 @@ class Outcome:
     span_s: float = 0.0
 
 
-async def measure(run: Coordinator, failing: int, n: int, drop: float, duration_s: float, interval_s: float) -> Outcome:
+async def measure(run: Coordinator, failing: int, n: int, drop: float, duration_s: float, args: Timers) -> Outcome:
+    interval_s = args.interval
     chain_nodes = new_nodes(failing)
     await join_on_chain(run.anvil.url, run.state / "deployment.json", [node.account for node in chain_nodes])
     loss_nodes = new_nodes(n)
@@ -121,7 +142,7 @@ async def measure(run: Coordinator, failing: int, n: int, drop: float, duration_
     proxy = DroppingProxy(run.url, drop)
     await proxy.start()
     direct = Fleet(chain_nodes, run.url, run.audience, interval_s)
-    lossy = Fleet(loss_nodes, proxy.url, run.audience, interval_s)
+    lossy = Fleet(loss_nodes, proxy.url, run.audience, interval_s, max_backoff_s=args.max_backoff)
     await direct.start()
     await lossy.start()
     started = time.time()
@@ -163,6 +184,7 @@ async def measure(run: Coordinator, failing: int, n: int, drop: float, duration_
 
             stop = asyncio.Event()
             watcher = asyncio.create_task(watch_loss(stop))
+            before = await transitions(http)
             outcome.detected = list(await asyncio.gather(*(fail(node) for node in chain_nodes)))
             remaining = duration_s - (time.time() - started)
             if remaining > 0:
@@ -170,6 +192,10 @@ async def measure(run: Coordinator, failing: int, n: int, drop: float, duration_
                 await asyncio.sleep(remaining)
             stop.set()
             await watcher
+            after = await transitions(http)
+            # Every failing node moved to each of these once; every other move was a loss node's.
+            for status in ("unhealthy", "dead"):
+                outcome.false_transitions[status] = int(after.get(status, 0) - before.get(status, 0)) - failing
     finally:
         outcome.span_s = time.time() - started
         await lossy.stop()
@@ -181,9 +207,9 @@ async def measure(run: Coordinator, failing: int, n: int, drop: float, duration_
     return outcome
 
 
-def silence_after(failures: int, interval_s: float) -> float:
+def silence_after(failures: int, interval_s: float, max_backoff_s: float) -> float:
     """How long a miner is silent (last answered beat to the next) when `failures` beats in a row fail."""
-    return interval_s + sum(min(interval_s * float(2**k), MINER_MAX_BACKOFF_S) for k in range(1, failures + 1))
+    return interval_s + sum(min(interval_s * float(2**k), max_backoff_s) for k in range(1, failures + 1))
 
 
 def main() -> int:
@@ -192,6 +218,12 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=defaults["heartbeat_interval_s"].default)
     parser.add_argument("--unhealthy-after", type=float, default=defaults["unhealthy_after_s"].default)
     parser.add_argument("--dead-after", type=float, default=defaults["dead_after_s"].default)
+    parser.add_argument(
+        "--max-backoff",
+        type=float,
+        default=MINER_MAX_BACKOFF_S,
+        help=f"the simulated miners' longest wait after failed beats, s ({MINER_MAX_BACKOFF_S:g}: the miner's default)",
+    )
     parser.add_argument("--failing", type=int, default=5, help="nodes that stop beating (default 5)")
     parser.add_argument("-n", type=int, default=500, help="nodes beating through the dropping proxy (default 500)")
     parser.add_argument("--drop", type=float, default=0.01, help="share of heartbeats dropped (default 0.01)")
@@ -203,10 +235,10 @@ def main() -> int:
         "PRIMENET_DEAD_AFTER_S": str(args.dead_after),
     }
     with coordinator(settings) as run:
-        outcome = asyncio.run(measure(run, args.failing, args.n, args.drop, args.duration, args.interval))
+        outcome = asyncio.run(measure(run, args.failing, args.n, args.drop, args.duration, args))
 
     timers = f"beats every {args.interval:g} s, Unhealthy after {args.unhealthy_after:g} s, "
-    timers += f"Dead after {args.dead_after:g} s"
+    timers += f"Dead after {args.dead_after:g} s, miners back off at most {args.max_backoff:g} s"
     rows: list[tuple[str, str, str]] = []
     thresholds = (("unhealthy", args.unhealthy_after), ("dead", args.dead_after), ("ejected", args.dead_after))
     for what, threshold in thresholds:
@@ -229,8 +261,9 @@ def main() -> int:
         (
             f"false positives, {args.drop:.0%} of heartbeats dropped ({outcome.loss_nodes} nodes, "
             f"{outcome.span_s:.0f} s, {sent:,} beats, {outcome.dropped} dropped; {timers})",
-            f"{false_unhealthy} wrongly Unhealthy, {false_dead} wrongly Dead ({node_hours:.2f} node-hours); "
-            f"longest silence {outcome.longest_silence_s:.0f} s",
+            f"{outcome.false_transitions.get('unhealthy', 0)} moves to Unhealthy, "
+            f"{outcome.false_transitions.get('dead', 0)} to Dead ({node_hours:.2f} node-hours; nodes seen: "
+            f"{false_unhealthy} Unhealthy, {false_dead} Dead); longest silence {outcome.longest_silence_s:.0f} s",
             "0 Dead",
         )
     )
@@ -238,7 +271,8 @@ def main() -> int:
         print(f"{figure}: {measured}")
         record("detection.py", figure, measured, target)
     for failures in range(1, 5):
-        print(f"  silence after {failures} failed beat(s) in a row: {silence_after(failures, args.interval):.0f} s")
+        silence = silence_after(failures, args.interval, args.max_backoff)
+        print(f"  silence after {failures} failed beat(s) in a row: {silence:.0f} s")
     return 0
 
 

@@ -183,6 +183,7 @@ def main() -> int:
                     "PRIMENET_PORT": str(port),
                     "PRIMENET_LOG_LEVEL": "warning",
                     "PRIMENET_MAX_NODES_PER_IP": "1000",
+                    "PRIMENET_ALLOW_LOOPBACK_NODES": "true",  # the simulated nodes list 127.0.0.x addresses
                     "PRIMENET_AUTH__RATE_LIMIT": "100000000",
                     "PRIMENET_AUTH__IP_RATE_LIMIT": "0",  # every simulated client sends from 127.0.0.1
                     "PRIMENET_AUTH__TIMESTAMP_WINDOW_S": "3600",
