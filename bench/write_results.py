@@ -78,14 +78,16 @@ def read_figures(path: Path) -> tuple[list[dict[str, str]], list[str]]:
     return figures, bad
 
 
-def render(figures: list[dict[str, str]], bad: list[str], failed: list[str], skipped: list[str], now: str) -> str:
+def render(
+    figures: list[dict[str, str]], bad: list[str], failed: list[str], skipped: list[str], now: str, note: str = ""
+) -> str:
     out = [
         "# Benchmark results",
         "",
         f"Written by `make bench` (`bench/write_results.py`) on {now}. What each figure means: "
         "[README.md](README.md). Client and servers share the machine's cores; ratios against a baseline measured "
         "in the same run are the figures that carry over to other machines.",
-        "",
+        *(["", note, ""] if note else [""]),
         "Machine:",
         "",
         *machine(),
@@ -115,10 +117,11 @@ def main() -> int:
     parser.add_argument("output", type=Path, help="the Markdown file to write (bench/RESULTS.md)")
     parser.add_argument("--failed", nargs="*", default=[], help="benchmarks that exited non-zero")
     parser.add_argument("--skipped", nargs="*", default=[], help="benchmarks listed but not present")
+    parser.add_argument("--note", default="", help="a paragraph under the heading (how the run was made)")
     args = parser.parse_args()
     figures, bad = read_figures(args.results)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    args.output.write_text(render(figures, bad, args.failed, args.skipped, now), encoding="utf-8")
+    args.output.write_text(render(figures, bad, args.failed, args.skipped, now, args.note), encoding="utf-8")
     print(f"{args.output}: {len(figures)} figures" + (f", failed: {' '.join(args.failed)}" if args.failed else ""))
     return 0
 
