@@ -7,7 +7,8 @@ points nowhere, so the monitor only retries and the nodes are made known through
 (`heartbeat.known_healthy`), as its monitor and a first beat would leave them.
 
 `Fleet` runs simulated nodes: each sends a signed `POST /heartbeat` every interval (its first at a random phase),
-and after a failed one waits `interval * 2**failures` (at most `max_backoff_s`), as `primenet.miner.heartbeat` does.
+and after a failed one waits `interval * 2**failures` (at most the miner's `heartbeat_max_backoff_s`), as
+`primenet.miner.heartbeat` does.
 An assignment in a reply is "started" at once and reported running (with its task id) in the node's next beat,
 which comes at the next interval unless the orchestrator nudges the node (`POST /heartbeat/now` on the node's own
 loopback port, served here when `nudges` is on). Replies are not verified (that cost is the miner's, not the
@@ -44,12 +45,13 @@ from primenet.devnet.accounts import role_account
 from primenet.devnet.chain_setup import prepare_chain
 from primenet.devnet.local import Devnet, DevnetSettings
 from primenet.devnet.processes import ManagedProcess, free_port, spawn, stop
+from primenet.miner.settings import MinerSettings
 
 TOKEN_UNIT = 10**18
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"content-type": "application/json"}
-MINER_MAX_BACKOFF_S = 60.0  # primenet.miner.settings: heartbeat_max_backoff_s
-MINER_TIMEOUT_S = 20.0  # primenet.miner.settings: heartbeat_timeout_s
+MINER_MAX_BACKOFF_S = float(MinerSettings.model_fields["heartbeat_max_backoff_s"].default)
+MINER_TIMEOUT_S = float(MinerSettings.model_fields["heartbeat_timeout_s"].default)
 
 
 @dataclass
@@ -192,8 +194,18 @@ async def join_on_chain(rpc_url: str, deployment_file: Path, nodes: list[LocalAc
 class Fleet:
     """Simulated nodes beating `url` (the orchestrator, or a proxy in front of it) until `stop()`."""
 
-    def __init__(self, nodes: list[SimNode], url: str, audience: str, interval_s: float, *, nudges: bool = False):
+    def __init__(
+        self,
+        nodes: list[SimNode],
+        url: str,
+        audience: str,
+        interval_s: float,
+        *,
+        nudges: bool = False,
+        max_backoff_s: float = MINER_MAX_BACKOFF_S,
+    ) -> None:
         self.nodes = nodes
+        self.max_backoff_s = max_backoff_s
         self.url = url
         self.audience = audience
         self.interval_s = interval_s
@@ -245,7 +257,7 @@ class Fleet:
                 failures = 0
             else:
                 failures += 1
-                delay = min(self.interval_s * 2**failures, MINER_MAX_BACKOFF_S)
+                delay = min(self.interval_s * 2**failures, self.max_backoff_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(node.wake.wait(), delay)
             node.wake.clear()
