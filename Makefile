@@ -43,13 +43,20 @@ test-unit: setup  ## Only the tests that need no servers
 test-integration: setup  ## Only the tests against real Anvil, Redis, dockerd
 	$(BIN)/pytest -m integration
 
-bench: setup  ## Benchmarks (ratios measured in one run)
-	$(BIN)/python bench/auth.py
-	$(BIN)/python bench/chain.py
-	$(BIN)/python bench/challenge.py
-	$(BIN)/python bench/discovery.py
-	$(BIN)/python bench/heartbeat.py
-	$(BIN)/python bench/onboarding.py
+# Every benchmark `make bench` runs, in order; one not in the tree is skipped (and RESULTS.md says so).
+BENCHES := auth chain challenge discovery heartbeat dispatch detection recovery registration onboarding
+
+bench: setup  ## Every benchmark (ratios measured in one run), then bench/RESULTS.md; fails if any bench failed
+	@results=$$(mktemp --suffix=.jsonl); failed=(); skipped=(); \
+	for name in $(BENCHES); do \
+	  script=bench/$$name.py; \
+	  if [ ! -f $$script ]; then echo "== $$script: not in this tree, skipped"; skipped+=($$name.py); continue; fi; \
+	  echo "== $$script"; \
+	  PRIMENET_BENCH_RESULTS=$$results $(BIN)/python $$script || { echo "== $$script FAILED"; failed+=($$name.py); }; \
+	done; \
+	$(BIN)/python bench/write_results.py $$results bench/RESULTS.md --failed $${failed[@]} --skipped $${skipped[@]}; \
+	rm -f $$results; \
+	if [ $${#failed[@]} -gt 0 ]; then echo "failed: $${failed[*]}"; exit 1; fi
 
 clean:  ## Remove caches (keeps .venv and node_modules)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .cache

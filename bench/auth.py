@@ -29,6 +29,7 @@ from primenet.core.auth import AUTH_HEADER, AuthPolicy, RequestAuthenticator, si
 from primenet.core.redisdb import connect
 from primenet.devnet.local import Devnet, DevnetSettings
 from primenet.devnet.processes import free_port, stop
+from results import record
 
 AUDIENCE = "bench"
 CHAIN_ID = 31337
@@ -114,6 +115,14 @@ def main() -> int:
     print(f"verify, 1 in flight          {serial:10,.0f} /s   ratio {serial / raw:.2f}")
     print(f"verify, 64 in flight         {concurrent:10,.0f} /s   ratio {concurrent / raw:.2f}")
     ok = concurrent / raw >= TARGET_RATIO
+    record("auth.py", "raw coincurve recoveries", f"{raw:,.0f}/s", "baseline")
+    record(
+        "auth.py",
+        "verify, 64 in flight, against raw",
+        f"{concurrent:,.0f}/s, {concurrent / raw:.2f}",
+        f"at least {TARGET_RATIO}",
+    )
+    record("auth.py", "verify, one at a time (a Redis round trip each), against raw", f"{serial / raw:.2f}")
     print(f"target: verify (64 in flight) >= {TARGET_RATIO:.0%} of raw: {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
 

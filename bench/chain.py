@@ -25,6 +25,7 @@ from primenet.chain.rpc import connect
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import Devnet, DevnetSettings
 from primenet.devnet.processes import free_port, stop
+from results import record
 
 TOKEN = 10**18
 
@@ -77,6 +78,12 @@ def main() -> int:
     print(f"register {args.n} nodes, sequential   {sequential:7.2f} s   {args.n / sequential:8.1f} nodes/s")
     print(f"register {args.n} nodes, pipelined    {pipelined:7.2f} s   {args.n / pipelined:8.1f} nodes/s")
     print(f"pipelined / sequential throughput: {sequential / pipelined:.1f}x")
+    record("chain.py", f"N = {args.n} nodes, sequential", f"{args.n / sequential:.0f} nodes/s", "baseline")
+    record(
+        "chain.py",
+        f"N = {args.n} nodes, pipelined, against sequential",
+        f"{args.n / pipelined:.0f} nodes/s, {sequential / pipelined:.1f}x",
+    )
     return 0
 
 

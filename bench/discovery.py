@@ -36,6 +36,7 @@ from primenet.core.models import ComputeSpecs, NodeRecord
 from primenet.devnet.accounts import role_account
 from primenet.devnet.local import Devnet, DevnetSettings
 from primenet.devnet.processes import answers_health, free_port, spawn, stop, wait_ready
+from results import record
 
 ADD_NODE = function_signature_to_4byte_selector("addComputeNode(address,string,uint256,bytes)")
 NODE_KEY_TYPEHASH = keccak(text="NodeKey(address provider,address node,uint256 nonce)")
@@ -182,6 +183,7 @@ def main() -> int:
                     "PRIMENET_PORT": str(port),
                     "PRIMENET_LOG_LEVEL": "warning",
                     "PRIMENET_MAX_NODES_PER_IP": "1000",
+                    "PRIMENET_ALLOW_LOOPBACK_NODES": "true",  # the simulated nodes list 127.0.0.x addresses
                     "PRIMENET_AUTH__RATE_LIMIT": "100000000",
                     "PRIMENET_AUTH__IP_RATE_LIMIT": "0",  # every simulated client sends from 127.0.0.1
                     "PRIMENET_AUTH__TIMESTAMP_WINDOW_S": "3600",
@@ -202,6 +204,12 @@ def main() -> int:
     print(f"GET /api/pool/0 with {args.n} nodes      p50 {p(listing, 0.5):7.1f} ms   p99 {p(listing, 0.99):7.1f} ms")
     print(f"GET /health (baseline)                   p50 {p(health, 0.5):7.1f} ms")
     print(f"listing / baseline p50: {p(listing, 0.5) / p(health, 0.5):.0f}x")
+    record("discovery.py", f"N = {args.n:,}, signed uploads, {IN_FLIGHT} in flight", f"{rate:.0f}/s")
+    record(
+        "discovery.py",
+        f"N = {args.n:,}, pool listing of all nodes, against `/health` p50 {p(health, 0.5):.1f} ms",
+        f"p50 {p(listing, 0.5):.0f} ms, p99 {p(listing, 0.99):.0f} ms",
+    )
     return 0
 
 

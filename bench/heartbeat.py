@@ -49,7 +49,7 @@ from rich.console import Console
 from rich.table import Table
 
 from primenet.core.auth import AUTH_HEADER, orchestrator_audience, sign_request
-from primenet.core.models import ComputeSpecs, Heartbeat, NodeRecord
+from primenet.core.models import ComputeSpecs, Heartbeat, NodeRecord, specs_hash
 from primenet.core.redisdb import connect as connect_redis
 from primenet.devnet.accounts import role_account
 from primenet.devnet.chain_setup import prepare_chain
@@ -58,6 +58,7 @@ from primenet.devnet.processes import answers_health, free_port, spawn, stop, wa
 from primenet.miner.runner import LABEL_TASK
 from primenet.orchestrator.models import NodeStatus
 from primenet.orchestrator.store import OrchestratorStore
+from results import record
 
 CHAIN_ID = 31337
 TOKEN = "bench-admin-" + secrets.token_hex(16)
@@ -115,7 +116,8 @@ async def known_healthy(redis_url: str, nodes: list[LocalAccount], closed_port: 
                 record = NodeRecord(
                     node=node.address, provider=provider, ip="127.0.0.1", port=closed_port, pool_id=0, specs=specs
                 )
-                await store.upsert_listed(record, listed_at=now, now=now)
+                # Bound as a validator binds them: the scheduler gives work only to nodes with validated specs.
+                await store.upsert_listed(record, listed_at=now, now=now, bound_specs_hash=specs_hash(specs))
                 await store.transition(node.address, NodeStatus.HEALTHY, now=now, fields={"last_heartbeat": repr(now)})
 
             await asyncio.gather(*(add(node) for node in nodes[start : start + 64]))
@@ -132,9 +134,9 @@ async def place_everywhere(url: str, n: int) -> float:
         created = await http.post("/tasks", json=body)
         if created.status_code != 201:
             raise RuntimeError(f"POST /tasks refused: {created.status_code} {created.text}")
-        while len((await http.get(f"/tasks/{created.json()['id']}")).json()["assignments"]) < n:
-            if time.perf_counter() - start > 120:
-                raise RuntimeError("the scheduler did not assign every node within 120 s")
+        while (assigned := len((await http.get(f"/tasks/{created.json()['id']}")).json()["assignments"])) < n:
+            if time.perf_counter() - start > 300:
+                raise RuntimeError(f"the scheduler assigned {assigned} of {n} nodes within 300 s")
             await asyncio.sleep(0.5)
         return time.perf_counter() - start
 
@@ -311,128 +313,176 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=64, help="concurrency of the throughput phase (64)")
     parser.add_argument("--connections", type=int, default=256, help="client connections in the steady phase")
     parser.add_argument("--dispatches", type=int, default=20, help="tasks created and deleted in the dispatch phase")
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        choices=["load", "dispatch"],
+        default=["load", "dispatch"],
+        help="load: throughput and steady load (no dockerd); dispatch: the devnet with a real miner (default both)",
+    )
     args = parser.parse_args()
     # `timeout` or a Ctrl-C in another shell: leave through the `finally` that stops the servers we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     console = Console(width=max(120, Console().width))
     figures = Figures()
-    with tempfile.TemporaryDirectory() as tmp:
-        state = Path(tmp)
-        devnet = Devnet(DevnetSettings(state_dir=state, anvil_port=free_port(), redis_port=free_port()))
-        anvil, redis = devnet.start_anvil(), devnet.start_redis()
-        orchestrator = None
-        try:
-            started = time.perf_counter()
-            deployment, _ = asyncio.run(prepare_chain(anvil.url, None, lambda _: None))  # as the devnet has it
-            deployment.save(state / "deployment.json")
-            audience = orchestrator_audience(deployment.address("ComputePool"), 0)
-            nodes = [Account.create() for _ in range(args.n)]
-            asyncio.run(known_healthy(redis.url, nodes, closed_port=free_port()))
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            env = {
-                "PRIMENET_REDIS_URL": redis.url,
-                "PRIMENET_RPC_URL": anvil.url,
-                "PRIMENET_DEPLOYMENT_FILE": str(state / "deployment.json"),
-                "PRIMENET_PORT": str(port),
-                "PRIMENET_LOG_LEVEL": "warning",
-                "PRIMENET_ADMIN_TOKEN": TOKEN,
-                "PRIMENET_MANAGER_KEY": "0x" + bytes(role_account("orchestrator").key).hex(),
-                "PRIMENET_DISCOVERY_URL": f"http://127.0.0.1:{free_port()}",  # nobody: the monitor only retries
-                "PRIMENET_HEARTBEAT_INTERVAL_S": str(args.interval),
-                "PRIMENET_UNHEALTHY_AFTER_S": "3600",
-                "PRIMENET_DEAD_AFTER_S": "7200",
-                "PRIMENET_AUTH__RATE_LIMIT": "100000000",
-                "PRIMENET_AUTH__IP_RATE_LIMIT": "0",  # every simulated node sends from 127.0.0.1
-                "PRIMENET_AUTH__NONCE_CAPACITY": "100000000",
-            }
-            orchestrator = start_orchestrator(env, url, state / "orchestrator.log")
-            console.print(f"setup: {args.n} Healthy nodes, orchestrator up in {time.perf_counter() - started:.1f} s")
-            placed_s = asyncio.run(place_everywhere(url, args.n))
-            figures.add(f"a task for all {args.n:,} nodes -> every node assigned", f"{placed_s:.1f} s")
+    if "load" in args.phases:
+        with tempfile.TemporaryDirectory() as tmp:
+            state = Path(tmp)
+            devnet = Devnet(DevnetSettings(state_dir=state, anvil_port=free_port(), redis_port=free_port()))
+            anvil, redis = devnet.start_anvil(), devnet.start_redis()
+            orchestrator = None
+            try:
+                started = time.perf_counter()
+                deployment, _ = asyncio.run(prepare_chain(anvil.url, None, lambda _: None))  # as the devnet has it
+                deployment.save(state / "deployment.json")
+                audience = orchestrator_audience(deployment.address("ComputePool"), 0)
+                nodes = [Account.create() for _ in range(args.n)]
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                env = {
+                    "PRIMENET_REDIS_URL": redis.url,
+                    "PRIMENET_RPC_URL": anvil.url,
+                    "PRIMENET_DEPLOYMENT_FILE": str(state / "deployment.json"),
+                    "PRIMENET_PORT": str(port),
+                    "PRIMENET_LOG_LEVEL": "warning",
+                    "PRIMENET_ADMIN_TOKEN": TOKEN,
+                    "PRIMENET_MANAGER_KEY": "0x" + bytes(role_account("orchestrator").key).hex(),
+                    "PRIMENET_DISCOVERY_URL": f"http://127.0.0.1:{free_port()}",  # nobody: the monitor only retries
+                    "PRIMENET_HEARTBEAT_INTERVAL_S": str(args.interval),
+                    "PRIMENET_UNHEALTHY_AFTER_S": "3600",
+                    "PRIMENET_DEAD_AFTER_S": "7200",
+                    "PRIMENET_AUTH__RATE_LIMIT": "100000000",
+                    "PRIMENET_AUTH__IP_RATE_LIMIT": "0",  # every simulated node sends from 127.0.0.1
+                    "PRIMENET_AUTH__NONCE_CAPACITY": "100000000",
+                    "PRIMENET_CHAIN_RESYNC_INTERVAL_S": "86400",  # no re-read of the nodes' membership meanwhile
+                }
+                orchestrator = start_orchestrator(env, url, state / "orchestrator.log")
+                # Known only once it runs: at its start the chain watch re-reads every known node's pool membership,
+                # and these nodes are not on chain (they would be Ejected).
+                asyncio.run(known_healthy(redis.url, nodes, closed_port=free_port()))
+                up_s = time.perf_counter() - started
+                console.print(f"setup: {args.n} Healthy nodes, orchestrator up in {up_s:.1f} s")
+                placed_s = asyncio.run(place_everywhere(url, args.n))
+                figures.add(f"a task for all {args.n:,} nodes -> every node assigned", f"{placed_s:.1f} s")
+                record("heartbeat.py", f"a task for all {args.n:,} nodes to every node assigned", f"{placed_s:.1f} s")
 
-            # (1) throughput: signed heartbeats against /health, same server, same concurrency
-            console.print(f"throughput: {args.requests:,} requests per route, {args.in_flight} in flight")
-            count = min(args.requests, 50 * args.n)
-            asyncio.run(closed_loop(url, None, 200, args.in_flight))  # warm-up: connections, code paths
-            now = time.time()
-            beats = [heartbeat(nodes[i % args.n], now, audience) for i in range(count)]
-            signing_s = (time.time() - now) / count  # to know how far ahead the steady phase must start
-            health_rate, health_errors = asyncio.run(closed_loop(url, None, count, args.in_flight))
-            beat_rate, beat_errors = asyncio.run(closed_loop(url, beats, count, args.in_flight))
-            ratio = beat_rate / health_rate
-            figures.add(f"GET /health, {args.in_flight} in flight", f"{health_rate:,.0f} /s", "", None)
-            figures.add(
-                f"POST /heartbeat (signed), {args.in_flight} in flight",
-                f"{beat_rate:,.0f} /s ({beat_errors + health_errors} errors)",
-            )
-            figures.add("heartbeat / health", f"{ratio:.2f}", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
-            # What durability costs: the same heartbeats with Redis fsyncing once a second instead of before each
-            # reply (the devnet's and the Pulumi stack's `appendfsync always`).
-            now = time.time()
-            more = [heartbeat(nodes[i % args.n], now, audience) for i in range(count)]
-            relaxed_rate = asyncio.run(heartbeats_with_appendfsync(redis.url, "everysec", url, more, args.in_flight))
-            figures.add(
-                "POST /heartbeat, appendfsync always / everysec",
-                f"{beat_rate / relaxed_rate:.2f} ({relaxed_rate:,.0f} /s with everysec)",
-            )
-
-            # (2) steady load: every node every `interval`, spread evenly, open loop
-            per_node = max(1, int(args.duration / args.interval))
-            console.print(f"signing {args.n * per_node:,} heartbeats for the steady phase")
-            t0 = time.time() + 2 + 1.3 * signing_s * args.n * per_node  # starts once they are all signed
-            schedule = sorted(
-                (
-                    heartbeat(node, t0 + (i / args.n + k) * args.interval, audience)
-                    for k in range(per_node)
-                    for i, node in enumerate(nodes)
-                ),
-                key=lambda signed: signed.at,
-            )
-            if time.time() > t0:
-                console.print(
-                    f"[yellow]signing overran the start by {time.time() - t0:.1f} s: first beats leave late[/]"
+                # (1) throughput: signed heartbeats against /health, same server, same concurrency
+                console.print(f"throughput: {args.requests:,} requests per route, {args.in_flight} in flight")
+                count = min(args.requests, 50 * args.n)
+                asyncio.run(closed_loop(url, None, 200, args.in_flight))  # warm-up: connections, code paths
+                now = time.time()
+                beats = [heartbeat(nodes[i % args.n], now, audience) for i in range(count)]
+                signing_s = (time.time() - now) / count  # to know how far ahead the steady phase must start
+                health_rate, health_errors = asyncio.run(closed_loop(url, None, count, args.in_flight))
+                beat_rate, beat_errors = asyncio.run(closed_loop(url, beats, count, args.in_flight))
+                ratio = beat_rate / health_rate
+                figures.add(f"GET /health, {args.in_flight} in flight", f"{health_rate:,.0f} /s", "", None)
+                figures.add(
+                    f"POST /heartbeat (signed), {args.in_flight} in flight",
+                    f"{beat_rate:,.0f} /s ({beat_errors + health_errors} errors)",
                 )
-            steady = asyncio.run(steady_load(url, schedule, args.connections))
-            p50, p99 = ms(steady.latencies, 0.5), ms(steady.latencies, 0.99)
-            errors = sum(steady.errors.values())
-            figures.add(
-                f"{args.n:,} nodes every {args.interval:g} s for {per_node * args.interval:g} s",
-                f"{steady.offered_per_s:,.0f} /s offered, {len(schedule):,} sent",
-            )
-            figures.add("  latency p50", f"{p50:.1f} ms")
-            figures.add("  latency p99", f"{p99:.1f} ms", f"< {TARGET_P99_MS:g} ms", p99 < TARGET_P99_MS)
-            figures.add(
-                "  errors",
-                f"{errors}" + (f" {steady.errors}" if errors else ""),
-                "0",
-                errors == 0,
-            )
-            figures.add("  client lag (max)", f"{steady.max_lag_ms:.1f} ms")
+                figures.add("heartbeat / health", f"{ratio:.2f}", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
+                record(
+                    "heartbeat.py",
+                    f"N = {args.n:,}, signed heartbeats, {args.in_flight} in flight, against `/health` "
+                    f"({health_rate:,.0f}/s)",
+                    f"{beat_rate:,.0f}/s, {ratio:.2f} ({beat_errors + health_errors} errors)",
+                    f"at least {TARGET_RATIO}",
+                )
+                # What durability costs: the same heartbeats with Redis fsyncing once a second instead of before each
+                # reply (the devnet's and the Pulumi stack's `appendfsync always`).
+                now = time.time()
+                more = [heartbeat(nodes[i % args.n], now, audience) for i in range(count)]
+                relaxed_rate = asyncio.run(
+                    heartbeats_with_appendfsync(redis.url, "everysec", url, more, args.in_flight)
+                )
+                figures.add(
+                    "POST /heartbeat, appendfsync always / everysec",
+                    f"{beat_rate / relaxed_rate:.2f} ({relaxed_rate:,.0f} /s with everysec)",
+                )
+                record(
+                    "heartbeat.py",
+                    "signed heartbeats with Redis `appendfsync always` against `everysec`",
+                    f"{beat_rate / relaxed_rate:.2f} ({relaxed_rate:,.0f}/s with everysec)",
+                )
 
-            console.print(f"steady phase done ({errors} errors)")
-        finally:
-            if orchestrator is not None:
-                orchestrator.terminate()
-                try:
-                    orchestrator.wait(15)
-                except subprocess.TimeoutExpired:
-                    console.print("[yellow]the orchestrator did not stop within 15 s of SIGTERM: killed[/]")
-                    orchestrator.kill()
-                    orchestrator.wait()
-            stop(anvil)
-            stop(redis)
+                # (2) steady load: every node every `interval`, spread evenly, open loop
+                per_node = max(1, int(args.duration / args.interval))
+                console.print(f"signing {args.n * per_node:,} heartbeats for the steady phase")
+                t0 = time.time() + 2 + 1.3 * signing_s * args.n * per_node  # starts once they are all signed
+                schedule = sorted(
+                    (
+                        heartbeat(node, t0 + (i / args.n + k) * args.interval, audience)
+                        for k in range(per_node)
+                        for i, node in enumerate(nodes)
+                    ),
+                    key=lambda signed: signed.at,
+                )
+                if time.time() > t0:
+                    console.print(
+                        f"[yellow]signing overran the start by {time.time() - t0:.1f} s: first beats leave late[/]"
+                    )
+                steady = asyncio.run(steady_load(url, schedule, args.connections))
+                p50, p99 = ms(steady.latencies, 0.5), ms(steady.latencies, 0.99)
+                errors = sum(steady.errors.values())
+                figures.add(
+                    f"{args.n:,} nodes every {args.interval:g} s for {per_node * args.interval:g} s",
+                    f"{steady.offered_per_s:,.0f} /s offered, {len(schedule):,} sent",
+                )
+                figures.add("  latency p50", f"{p50:.1f} ms")
+                figures.add("  latency p99", f"{p99:.1f} ms", f"< {TARGET_P99_MS:g} ms", p99 < TARGET_P99_MS)
+                figures.add(
+                    "  errors",
+                    f"{errors}" + (f" {steady.errors}" if errors else ""),
+                    "0",
+                    errors == 0,
+                )
+                figures.add("  client lag (max)", f"{steady.max_lag_ms:.1f} ms")
+                record(
+                    "heartbeat.py",
+                    f"N = {args.n:,}, steady {steady.offered_per_s:,.0f}/s offered (every node every "
+                    f"{args.interval:g} s, {len(schedule):,} beats, client lag at most {steady.max_lag_ms:.0f} ms)",
+                    f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors",
+                    f"p99 under {TARGET_P99_MS:g} ms, no errors",
+                )
 
-    # (3) dispatch on the devnet: a real miner beating every `interval`, its containers seen by dockerd
-    running, removed = dispatch(args.dispatches, args.interval, console)
-    p50 = ms(running, 0.5)
-    figures.add(
-        f"POST /tasks -> container running ({args.dispatches}x, beats every {args.interval:g} s)",
-        f"p50 {p50:.0f} ms, p99 {ms(running, 0.99):.0f} ms",
-        f"p50 < {TARGET_DISPATCH_MS:g} ms",
-        p50 < TARGET_DISPATCH_MS,
-    )
-    figures.add("DELETE /tasks -> container removed", f"p50 {ms(removed, 0.5):.0f} ms, p99 {ms(removed, 0.99):.0f} ms")
+                console.print(f"steady phase done ({errors} errors)")
+            finally:
+                if orchestrator is not None:
+                    orchestrator.terminate()
+                    try:
+                        orchestrator.wait(15)
+                    except subprocess.TimeoutExpired:
+                        console.print("[yellow]the orchestrator did not stop within 15 s of SIGTERM: killed[/]")
+                        orchestrator.kill()
+                        orchestrator.wait()
+                stop(anvil)
+                stop(redis)
+
+    if "dispatch" in args.phases:
+        # (3) dispatch on the devnet: a real miner beating every `interval`, its containers seen by dockerd
+        running, removed = dispatch(args.dispatches, args.interval, console)
+        p50 = ms(running, 0.5)
+        figures.add(
+            f"POST /tasks -> container running ({args.dispatches}x, beats every {args.interval:g} s)",
+            f"p50 {p50:.0f} ms, p99 {ms(running, 0.99):.0f} ms",
+            f"p50 < {TARGET_DISPATCH_MS:g} ms",
+            p50 < TARGET_DISPATCH_MS,
+        )
+        removal = f"p50 {ms(removed, 0.5):.0f} ms, p99 {ms(removed, 0.99):.0f} ms"
+        figures.add("DELETE /tasks -> container removed", removal)
+        record(
+            "heartbeat.py",
+            f"dispatch, 1 task: `POST /tasks` to its container running on the devnet's miner ({args.dispatches}x, "
+            f"beats every {args.interval:g} s)",
+            f"p50 {p50:.0f} ms, p99 {ms(running, 0.99):.0f} ms",
+            f"p50 under {TARGET_DISPATCH_MS / 1000:g} s",
+        )
+        record(
+            "heartbeat.py",
+            "removal: `DELETE /tasks/{id}` to the container gone",
+            f"p50 {ms(removed, 0.5):.0f} ms, p99 {ms(removed, 0.99):.0f} ms",
+        )
     table = Table(title=f"orchestrator under heartbeat load ({os.cpu_count()} CPUs, client and server share them)")
     for column in ("measure", "figure", "target", "met"):
         table.add_column(column)

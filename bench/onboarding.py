@@ -47,6 +47,7 @@ from primenet.chain.rpc import checksum  # noqa: E402
 from primenet.chain.tx import read  # noqa: E402
 from primenet.devnet.accounts import role_account  # noqa: E402
 from primenet.devnet.processes import free_port  # noqa: E402
+from results import record  # noqa: E402
 
 LABEL = "org.primenet.bench=onboarding"
 HOST = "primenet-gpu-host"
@@ -232,10 +233,19 @@ def main() -> None:
         print(json.dumps(body, indent=2))
         return
     print(table(runs, deregistrations))
+    for run in runs:
+        for phase, seconds in run.phases().items():
+            record("onboarding.py", f"{run.name}: {phase}", f"{seconds:.1f} s")
+        if "healthy" in run.marks:
+            record("onboarding.py", f"{run.name}: ansible-playbook start to Healthy", f"{run.marks['healthy']:.1f} s")
+        record("onboarding.py", f"{run.name}: whole site.yml run", f"{run.marks['end']:.1f} s")
+    for deregistration in deregistrations:
+        record("onboarding.py", "deregister.yml before a warm run", f"{deregistration:.1f} s")
     cold, warm = runs[0], runs[1:]
     if warm and "healthy" in cold.marks and all("healthy" in run.marks for run in warm):
         ratio = min(run.marks["healthy"] for run in warm) / cold.marks["healthy"]
         print(f"\nwarm against cold, start to Healthy: {ratio:.2f}")
+        record("onboarding.py", "warm against cold, start to Healthy", f"{ratio:.2f}")
 
 
 if __name__ == "__main__":

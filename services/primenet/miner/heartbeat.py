@@ -52,7 +52,7 @@ class HeartbeatLoop:
         interval_s: float = 10.0,
         timeout_s: float = 20.0,
         replies: ReplyVerifier,
-        max_backoff_s: float = 60.0,
+        max_backoff_s: float = 20.0,
     ) -> None:
         """`replies` proves each reply before it is acted on (and so decides whose work orders are obeyed)."""
         self.node = node

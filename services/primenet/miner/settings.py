@@ -67,7 +67,12 @@ class MinerSettings(ServiceSettings):
     node_key_file: Path | None = Field(None, description="0600 file with the node key (else the env var)")
     heartbeat_interval_s: float = Field(10.0, gt=0, description="seconds between heartbeats")
     heartbeat_timeout_s: float = Field(20.0, gt=0, description="one heartbeat request's time limit")
-    heartbeat_max_backoff_s: float = Field(60.0, gt=0, description="longest wait after repeated failures")
+    # Two intervals: a miner that loses one beat tries again 20 s later and every 20 s after that, so k lost beats
+    # in a row are 10 + 20k s of silence; a longer backoff made three lost beats (1e-6 of beats at 1% loss) reach
+    # the orchestrator's 120 s Dead threshold and an ejection (bench/README.md, "Default timers").
+    heartbeat_max_backoff_s: float = Field(
+        20.0, gt=0, description="longest wait after repeated failures (at most about the orchestrator's thresholds)"
+    )
     whitelist_poll_s: float = Field(10.0, gt=0, description="how often to check whether the provider is whitelisted")
     whitelist_timeout_s: float = Field(0.0, ge=0, description="give up waiting for the whitelist after this (0: never)")
     discovery_check_interval_s: float = Field(60.0, gt=0, description="how often IP and specs are re-checked")
