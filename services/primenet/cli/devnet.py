@@ -159,6 +159,7 @@ def restart(
 
 
 DEMO_IMAGE = "local/primenet-busybox:1"
+DEMO_TASK_PREFIX = "hello-"
 DEMO_SCRIPT = 'echo "hello from primenet on $(hostname)"; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 2; done'
 DEMO_COMMAND = ["sh", "-c", DEMO_SCRIPT]
 
@@ -180,7 +181,17 @@ def demo(
         with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
             node = _wait_for(deadline, "a Healthy node", lambda: _healthy_node(http))
             progress(f"node {node} is Healthy in pool 0")
-            task = {"name": f"hello-{secrets.token_hex(3)}", "image": DEMO_IMAGE, "command": DEMO_COMMAND, "nodes": 1}
+            # The store persists across `down` and `up`: an earlier demo's task would hold the one node.
+            for earlier in http.get("/tasks").json().get("tasks", []):
+                if str(earlier.get("name", "")).startswith(DEMO_TASK_PREFIX):
+                    http.delete(f"/tasks/{earlier['id']}")
+                    progress(f"removed the earlier demo task {earlier['name']}")
+            task = {
+                "name": f"{DEMO_TASK_PREFIX}{secrets.token_hex(3)}",
+                "image": DEMO_IMAGE,
+                "command": DEMO_COMMAND,
+                "nodes": 1,
+            }
             created = http.post("/tasks", json=task)
             if created.status_code != 201:
                 fail(f"the orchestrator refused the task: {created.status_code} {created.text}")
