@@ -188,8 +188,10 @@ def beats_after(net: Net, moment: float) -> bool:
 
 
 def test_validator_killed_during_a_challenge_challenges_the_node_again_once(net: Net) -> None:
-    # The fixture killed the validator while the miner computed the node's first challenge.
-    assert len(net.killed_validator) == 1, "the miner logged no challenge while `devnet up` ran"
+    # The fixture's watcher kills the validator while the miner computes the node's first challenge (during `up`,
+    # or a few seconds later when the validator found the miner's API not yet serving and retries).
+    wait_for("the miner's first challenge", lambda: net.killed_validator, timeout_s=60, every_s=0.1)
+    assert len(net.killed_validator) == 1
     assert cmdline_of(net.killed_validator[0]) is None
     restarted = run(net.env, "devnet", "restart", "validator", "--json")
     assert restarted.returncode == 0, restarted.stderr[-3000:]
