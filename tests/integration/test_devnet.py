@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,82 @@ def test_redis_keeps_acknowledged_writes_across_a_restart(env: dict[str, str]) -
     assert primenet(env, "devnet", "up").returncode == 0
     with redis.Redis.from_url(url) as client:
         assert client.get("kept") == b"yes"
+
+
+def rpc(url: str, method: str, *params: Any) -> Any:
+    reply = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}, timeout=5)
+    return reply.json()["result"]
+
+
+def chain_view(url: str, deployment: Path) -> dict[str, Any]:
+    """What must survive a restart of Anvil: the blocks, the contracts' code and the events they emitted."""
+    contracts = json.loads(deployment.read_text())["contracts"]
+    return {
+        "block": int(rpc(url, "eth_blockNumber"), 16),
+        "code": {name: rpc(url, "eth_getCode", address, "latest") for name, address in contracts.items()},
+        "logs": len(rpc(url, "eth_getLogs", {"fromBlock": "0x0", "toBlock": "latest"})),
+    }
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_restart_of_anvil_and_redis_keeps_the_chain_and_the_data(env: dict[str, str], kill: bool) -> None:
+    assert primenet(env, "devnet", "up").returncode == 0
+    processes = status(env)["processes"]
+    deployment = Path(env["PRIMENET_DEVNET_STATE_DIR"]) / "deployment.json"
+    before = chain_view(processes["anvil"]["url"], deployment)
+    assert before["logs"] > 0
+    assert all(code != "0x" for code in before["code"].values())
+    with redis.Redis.from_url(processes["redis"]["url"]) as client:
+        client.set("kept", "yes")
+    if kill:  # only the periodic dump survives a SIGKILL: let one happen after the last block
+        state_file = Path(env["PRIMENET_DEVNET_STATE_DIR"]) / "anvil-state.json"
+        written = state_file.stat().st_mtime if state_file.exists() else 0.0
+        while not state_file.exists() or state_file.stat().st_mtime == written:
+            time.sleep(0.2)
+    flags = ["--kill"] if kill else []
+    for name in ("anvil", "redis"):
+        restarted = primenet(env, "devnet", "restart", name, *flags, "--json")
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        report = json.loads(restarted.stdout)
+        assert report["killed"] is kill
+        assert report["pid"] != processes[name]["pid"]
+        assert cmdline_of(processes[name]["pid"]) is None
+    after = status(env)["processes"]
+    assert all(proc["running"] for proc in after.values())
+    assert chain_view(after["anvil"]["url"], deployment) == before
+    with redis.Redis.from_url(after["redis"]["url"]) as client:
+        assert client.get("kept") == b"yes"
+
+
+def test_down_and_up_keep_the_chain_and_the_store_together(env: dict[str, str]) -> None:
+    assert primenet(env, "devnet", "up").returncode == 0
+    processes = status(env)["processes"]
+    deployment = Path(env["PRIMENET_DEVNET_STATE_DIR"]) / "deployment.json"
+    before = chain_view(processes["anvil"]["url"], deployment)
+    with redis.Redis.from_url(processes["redis"]["url"]) as client:
+        client.set("kept", "yes")
+    assert primenet(env, "devnet", "down").returncode == 0
+    up = primenet(env, "devnet", "up")
+    assert up.returncode == 0, up.stderr
+    assert "contracts already deployed; reusing them" in up.stderr
+    assert "wiped" not in up.stderr
+    assert chain_view(processes["anvil"]["url"], deployment) == before
+    with redis.Redis.from_url(processes["redis"]["url"]) as client:
+        assert client.get("kept") == b"yes"
+
+
+def test_a_fresh_chain_starts_with_a_fresh_store(env: dict[str, str]) -> None:
+    """The store's nodes and tasks belong to the chain they were made on: a new chain never sees them."""
+    assert primenet(env, "devnet", "up").returncode == 0
+    url = status(env)["processes"]["redis"]["url"]
+    with redis.Redis.from_url(url) as client:
+        client.set("from-the-old-chain", "yes")
+    assert primenet(env, "devnet", "down").returncode == 0
+    # The chain is gone (an older primenet kept none, or the file was removed); the store's files are still there.
+    (Path(env["PRIMENET_DEVNET_STATE_DIR"]) / "anvil-state.json").unlink(missing_ok=True)
+    up = primenet(env, "devnet", "up")
+    assert up.returncode == 0, up.stderr
+    assert "the chain is fresh, so the Redis data of an earlier run" in up.stderr
+    with redis.Redis.from_url(url) as client:
+        assert client.get("from-the-old-chain") is None
+        assert client.dbsize() == 0

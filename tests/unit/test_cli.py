@@ -27,7 +27,7 @@ def test_version() -> None:
         (["devnet", "up"], "wait until everything answers"),
         (["devnet", "down"], "Stop exactly the processes"),
         (["devnet", "status"], "Show what runs where"),
-        (["devnet", "restart"], "Stop one service of the running devnet and start it again"),
+        (["devnet", "restart"], "Stop one process of the running devnet and start it again"),
     ],
 )
 def test_every_command_has_help(args: list[str], expected: str) -> None:

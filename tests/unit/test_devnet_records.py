@@ -108,7 +108,9 @@ def test_restart_never_signals_a_process_that_is_not_the_recorded_service(tmp_pa
         with pytest.raises(DevnetError, match="this primenet would start"):
             devnet.restart("discovery")
         assert bystander.poll() is None
-        with pytest.raises(DevnetError, match="not a service that restart manages"):
+        with pytest.raises(DevnetError, match="not a process that restart manages"):
+            devnet.restart("gateway")
+        with pytest.raises(DevnetError, match="runs no redis"):
             devnet.restart("redis")
         with pytest.raises(DevnetError, match="runs no miner"):
             devnet.restart("miner")
@@ -120,9 +122,9 @@ def test_restart_never_signals_a_process_that_is_not_the_recorded_service(tmp_pa
 @pytest.mark.parametrize(
     ("service", "message"),
     [
-        ("anvil", "anvil is not restarted on its own"),
-        ("redis", "redis is not restarted on its own"),
-        ("gateway", "unknown service 'gateway': choose one of discovery, validator, orchestrator, miner"),
+        ("anvil", "no devnet is running"),
+        ("redis", "no devnet is running"),
+        ("gateway", "unknown service 'gateway': choose one of anvil, redis, discovery, validator, orchestrator, miner"),
         ("orchestrator", "no devnet is running"),
     ],
 )

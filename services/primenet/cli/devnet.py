@@ -14,7 +14,7 @@ import typer
 from primenet.cli.options import load_settings
 from primenet.cli.output import console, fail, progress
 from primenet.cli.tables import devnet_tables
-from primenet.devnet.local import Devnet, DevnetError, DevnetSettings, report
+from primenet.devnet.local import CORE_PROCESSES, Devnet, DevnetError, DevnetSettings, report
 from primenet.devnet.services import SERVICES, admin_token
 
 devnet_app = typer.Typer(
@@ -114,7 +114,8 @@ def status(state_dir: StateDir = None, as_json: AsJson = False) -> None:
 @devnet_app.command()
 def restart(
     service: Annotated[
-        str, typer.Argument(metavar="SERVICE", help=f"The service process to restart: {', '.join(SERVICES)}.")
+        str,
+        typer.Argument(metavar="SERVICE", help=f"The process to restart: {', '.join((*CORE_PROCESSES, *SERVICES))}."),
     ],
     kill: Annotated[
         bool,
@@ -123,22 +124,17 @@ def restart(
     state_dir: StateDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Stop one service of the running devnet and start it again, e.g. to pick up new code or to test a crash.
+    """Stop one process of the running devnet and start it again, e.g. to pick up new code or to test a crash.
 
     The new process gets the same command line, environment and log file (appended) as `up` gave it; the state
-    file records its new pid, and the command returns once it answers /health. Only a recorded pid that still
-    runs the recorded command line is signalled. Anvil and Redis are not restarted this way: they hold the chain
-    and the data (use `down` and `up`). Exit status 2 when SERVICE or the devnet is not there, 1 when the service
-    did not come back.
+    file records its new pid, and the command returns once it answers (/health, Anvil's chain id, Redis's PING).
+    Only a recorded pid that still runs the recorded command line is signalled. Anvil comes back with its chain
+    (its state file; after --kill, less the blocks of the last second) and Redis with every acknowledged write (its
+    append-only file). Exit status 2 when SERVICE or the devnet is not there, 1 when it did not come back.
     """
-    if service in ("anvil", "redis"):
-        fail(
-            f"{service} is not restarted on its own (it holds the chain or the data): "
-            "run `primenet devnet down`, then `up`",
-            2,
-        )
-    if service not in SERVICES:
-        fail(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}", 2)
+    choices = (*CORE_PROCESSES, *SERVICES)
+    if service not in choices:
+        fail(f"unknown service {service!r}: choose one of {', '.join(choices)}", 2)
     devnet = _devnet(state_dir)
     try:
         state = devnet.recorded()
@@ -163,6 +159,7 @@ def restart(
 
 
 DEMO_IMAGE = "local/primenet-busybox:1"
+DEMO_TASK_PREFIX = "hello-"
 DEMO_SCRIPT = 'echo "hello from primenet on $(hostname)"; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 2; done'
 DEMO_COMMAND = ["sh", "-c", DEMO_SCRIPT]
 
@@ -184,7 +181,17 @@ def demo(
         with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
             node = _wait_for(deadline, "a Healthy node", lambda: _healthy_node(http))
             progress(f"node {node} is Healthy in pool 0")
-            task = {"name": f"hello-{secrets.token_hex(3)}", "image": DEMO_IMAGE, "command": DEMO_COMMAND, "nodes": 1}
+            # The store persists across `down` and `up`: an earlier demo's task would hold the one node.
+            for earlier in http.get("/tasks").json().get("tasks", []):
+                if str(earlier.get("name", "")).startswith(DEMO_TASK_PREFIX):
+                    http.delete(f"/tasks/{earlier['id']}")
+                    progress(f"removed the earlier demo task {earlier['name']}")
+            task = {
+                "name": f"{DEMO_TASK_PREFIX}{secrets.token_hex(3)}",
+                "image": DEMO_IMAGE,
+                "command": DEMO_COMMAND,
+                "nodes": 1,
+            }
             created = http.post("/tasks", json=task)
             if created.status_code != 201:
                 fail(f"the orchestrator refused the task: {created.status_code} {created.text}")

@@ -1,9 +1,15 @@
 """The local devnet: a real Anvil chain and a real Redis as background processes on loopback ports.
 
 `up` starts what is not running, waits until each server answers and records pid, port and log file in
-`<state_dir>/devnet.json`; `down` stops exactly the recorded processes; `restart` stops one service process and
-starts it again as `up` did. The test suite uses the same code on free ports, so integration tests talk to the
-same servers a developer runs.
+`<state_dir>/devnet.json`; `down` stops exactly the recorded processes; `restart` stops one process (a service,
+Anvil or Redis) and starts it again as `up` did. The test suite uses the same code on free ports, so integration
+tests talk to the same servers a developer runs.
+
+Persistence: the chain and the store persist together or not at all. Anvil keeps its chain in
+`<state_dir>/anvil-state.json` (written every `ANVIL_STATE_INTERVAL_S` and on a clean exit, loaded on start);
+Redis keeps its append-only file in `<state_dir>/redis/` (fsynced before each reply). When `up` finds the chain
+fresh (no state file, or the recorded contracts are not on it), Redis data from before describes nodes and tasks
+that chain never knew, so it is wiped before Redis starts.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ from primenet.devnet.services import SERVICES, LaunchConfig, ServiceLauncher, re
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STATE_FILE = "devnet.json"
 DEPLOYMENT_FILE = "deployment.json"
+ANVIL_STATE_FILE = "anvil-state.json"
+# Anvil dumps its state this often (whole seconds) and on SIGTERM; a SIGKILL loses the blocks of the last interval.
+ANVIL_STATE_INTERVAL_S = 1
+CORE_PROCESSES = ("anvil", "redis")  # what `restart` rebuilds from the recorded argv rather than from the services
 
 
 class DevnetError(PrimenetError, RuntimeError):
@@ -87,6 +97,9 @@ class DevnetState(BaseModel):
     processes: dict[str, ManagedProcess]
     deployment_file: str
     launch: LaunchConfig | None = Field(None, description="what the services were started from (None: chain only)")
+    argv: dict[str, list[str]] = Field(
+        default_factory=dict, description="the command lines Anvil and Redis were started with (what restart reuses)"
+    )
 
     @property
     def rpc_url(self) -> str:
@@ -180,14 +193,21 @@ class Devnet:
                 )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         started: dict[str, ManagedProcess] = {}
+        argv = {"anvil": self._anvil_argv(), "redis": self._redis_argv()}
         try:
-            started["anvil"] = self.start_anvil()
+            started["anvil"] = self._start_core("anvil", argv["anvil"], s.chain_id)
             progress(f"anvil answers at {started['anvil'].url}")
-            started["redis"] = self.start_redis()
-            progress(f"redis answers at {started['redis'].url}")
+            # The chain first: whether it is fresh decides whether the store's data from before may be kept.
             deployment, fresh = asyncio.run(prepare_chain(started["anvil"].url, self.deployment(), progress))
             if fresh:
                 deployment.save(self.deployment_path)
+                if self._wipe_redis_data():
+                    progress(
+                        f"the chain is fresh, so the Redis data of an earlier run ({self.redis_dir}) was wiped: "
+                        "its nodes and tasks belong to a chain that is gone"
+                    )
+            started["redis"] = self._start_core("redis", argv["redis"], s.chain_id)
+            progress(f"redis answers at {started['redis'].url}")
             launch = self._launch_config(started["anvil"].url) if s.services else None
             if launch is not None:
                 started |= self._launcher(launch, progress).start_all()
@@ -201,6 +221,7 @@ class Devnet:
             processes=started,
             deployment_file=str(self.deployment_path),
             launch=launch,
+            argv=argv,
         )
         self._save(state)
         return state, True
@@ -225,25 +246,40 @@ class Devnet:
     def restart(
         self, name: str, *, kill: bool = False, progress: Callable[[str], None] = lambda _: None
     ) -> RestartReport:
-        """Stop one service process (SIGTERM, then SIGKILL after a grace; SIGKILL at once with `kill`) and start it
-        again with the command line, environment and log file that `up` gave it; wait until it answers /health
-        and record its new pid. Anvil and Redis hold the chain and the data: `down` and `up` restart those."""
-        if name not in SERVICES:
-            raise DevnetError(f"{name!r} is not a service that restart manages; choose one of {', '.join(SERVICES)}")
+        """Stop one recorded process (SIGTERM, then SIGKILL after a grace; SIGKILL at once with `kill`, as a crash
+        would) and start it again with the command line, environment and log file that `up` gave it; wait until
+        it answers (a service's /health, Anvil's chain id, Redis's PING) and record its new pid.
+
+        Anvil comes back with the chain of its state file (on SIGTERM it dumps its state first; after a SIGKILL
+        the blocks mined since the last periodic dump, at most `ANVIL_STATE_INTERVAL_S`, are lost). Redis comes
+        back with its append-only file, which holds every write it acknowledged.
+        """
+        if name not in (*CORE_PROCESSES, *SERVICES):
+            choices = ", ".join((*CORE_PROCESSES, *SERVICES))
+            raise DevnetError(f"{name!r} is not a process that restart manages; choose one of {choices}")
         state = self.recorded()
         if state is None:
             raise DevnetError(f"no devnet is running (no state in {self.state_path}): start one with `devnet up`")
-        if state.launch is None or name not in state.processes:
+        core = name in CORE_PROCESSES
+        if name not in state.processes or (core and name not in state.argv) or (not core and state.launch is None):
             raise DevnetError(
-                f"the devnet in {self.state_dir} runs no {name} (started with --chain-only, or by an older primenet: "
-                "run `primenet devnet down`, then `up`)"
+                f"the devnet in {self.state_dir} runs no {name} that restart can rebuild (started with --chain-only, "
+                "or by an older primenet: run `primenet devnet down`, then `up`)"
             )
         old = state.processes[name]
         try:
-            new, was_running = self._launcher(state.launch, progress).restart(old, kill=kill)
+            if core:
+                was_running = stop(old, kill=kill)
+                how = "killed (SIGKILL)" if kill else "stopped"
+                progress(f"{name} (pid {old.pid}) {how}" if was_running else f"{name} was not running")
+                new = self._start_core(name, state.argv[name], state.chain_id)
+                progress(f"{name} answers at {new.url}")
+            else:
+                assert state.launch is not None
+                new, was_running = self._launcher(state.launch, progress).restart(old, kill=kill)
         except ProcessStartError as exc:
             raise DevnetError(str(exc)) from None
-        # Re-read: only this entry changes, whatever else happened to the file while the service started.
+        # Re-read: only this entry changes, whatever else happened to the file while the process started.
         current = self.recorded() or state
         current.processes[name] = new
         self._save(current)
@@ -275,9 +311,17 @@ class Devnet:
             launch, state_dir=self.state_dir, timeout_s=self.settings.start_timeout_s, progress=progress
         )
 
-    def start_anvil(self) -> ManagedProcess:
+    @property
+    def anvil_state_path(self) -> Path:
+        return self.state_dir / ANVIL_STATE_FILE
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.state_dir / "redis"
+
+    def _anvil_argv(self) -> list[str]:
         s = self.settings
-        cmd = [
+        return [
             find_anvil(s.anvil_bin),
             "--host",
             s.host,
@@ -285,26 +329,27 @@ class Devnet:
             str(s.anvil_port),
             "--chain-id",
             str(s.chain_id),
+            # Load the chain from this file when it exists, dump it there on exit and every interval.
+            "--state",
+            str(self.anvil_state_path),
+            "--state-interval",
+            str(ANVIL_STATE_INTERVAL_S),
         ]
-        url = f"http://{s.host}:{s.anvil_port}"
-        return self._start("anvil", cmd, s.anvil_port, url, _anvil_answers(url, s.chain_id))
 
-    def start_redis(self) -> ManagedProcess:
+    def _redis_argv(self) -> list[str]:
         s = self.settings
         if shutil.which(s.redis_bin) is None:
             raise DevnetError(f"{s.redis_bin} not found: run `make setup` (it installs redis-server)")
-        data_dir = self.state_dir / "redis"
-        data_dir.mkdir(exist_ok=True)
         # AOF on and fsynced before each reply, as in production: a Redis restart, or the host's crash, keeps
         # what the services acknowledged (bench/heartbeat.py measures what `always` costs against `everysec`).
-        cmd = [
+        return [
             s.redis_bin,
             "--bind",
             s.host,
             "--port",
             str(s.redis_port),
             "--dir",
-            str(data_dir),
+            str(self.redis_dir),
             "--save",
             "",
             "--appendonly",
@@ -314,8 +359,31 @@ class Devnet:
             "--protected-mode",
             "yes",
         ]
-        url = f"redis://{s.host}:{s.redis_port}/0"
-        return self._start("redis", cmd, s.redis_port, url, _redis_answers(url))
+
+    def start_anvil(self) -> ManagedProcess:
+        """Anvil alone (the benchmarks' chain), with its state file in the state folder."""
+        return self._start_core("anvil", self._anvil_argv(), self.settings.chain_id)
+
+    def start_redis(self) -> ManagedProcess:
+        """Redis alone (the benchmarks' store), with its append-only file in the state folder."""
+        return self._start_core("redis", self._redis_argv(), self.settings.chain_id)
+
+    def _wipe_redis_data(self) -> bool:
+        """Remove Redis's data folder (before Redis starts); returns whether it held any data."""
+        had_data = self.redis_dir.exists() and any(self.redis_dir.iterdir())
+        shutil.rmtree(self.redis_dir, ignore_errors=True)
+        return had_data
+
+    def _start_core(self, name: str, argv: list[str], chain_id: int) -> ManagedProcess:
+        """Start Anvil or Redis from `argv` (its port and address are read back from it) and wait until it answers."""
+        host = argv[argv.index("--host" if name == "anvil" else "--bind") + 1]
+        port = int(argv[argv.index("--port") + 1])
+        if name == "anvil":
+            url = f"http://{host}:{port}"
+            return self._start(name, argv, port, url, _anvil_answers(url, chain_id))
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        url = f"redis://{host}:{port}/0"
+        return self._start(name, argv, port, url, _redis_answers(url))
 
     def _start(self, name: str, cmd: list[str], port: int, url: str, ready: Callable[[], bool]) -> ManagedProcess:
         log_path = self.state_dir / f"{name}.log"

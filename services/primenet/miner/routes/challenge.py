@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from fastapi import APIRouter
 
 from primenet.core.challenge.wire import Challenge, ChallengeError, Commitment, Opening, Reveal
@@ -12,6 +13,7 @@ from primenet.miner.deps import BackendDep, ChallengeBookDep, ValidatorSigner
 from primenet.miner.solver import solve_round1, solve_round2
 
 router = APIRouter(prefix="/challenge", tags=["challenge"])
+log = structlog.get_logger(__name__)
 
 
 @router.post("/commit")
@@ -19,6 +21,8 @@ async def challenge_commit(
     challenge: Challenge, book: ChallengeBookDep, backend: BackendDep, _: ValidatorSigner
 ) -> Commitment:
     """Round 1: derive A and B, compute C = A.B (in a thread: the API stays responsive), commit to its rows."""
+    # One line per challenge the miner takes on: what an operator (and the fault tests) count.
+    log.info("challenge received", challenge_id=challenge.challenge_id, n=challenge.n)
     book.reserve(challenge.challenge_id)
     try:
         async with book.compute:
