@@ -171,6 +171,7 @@ async def orchestrator(devnet: DevnetState, discovery_url: str) -> AsyncIterator
         dead_after_s=120.0,
         reassign_grace_s=60.0,
         invite_interval_s=3600.0,
+        invite_on_discovery=False,
         feed_timeout_s=1.0,
         key_prefix="mo" + secrets.token_hex(4),
     )

@@ -140,7 +140,7 @@ class Orchestrator:
             TRANSITIONS.labels(to.value).inc()
             log.info("node status changed", node=address, old=previous.value, new=to.value)
             self.changed.set()
-            if to is NodeStatus.DISCOVERED:
+            if to is NodeStatus.DISCOVERED and self.settings.invite_on_discovery:
                 self.discovered.set()
 
     # --- heartbeat ----------------------------------------------------------------------------------------
@@ -222,8 +222,8 @@ class Orchestrator:
         await self.every("health", self.settings.heartbeat_interval_s / 2, self.health_pass)
 
     async def run_inviter(self) -> None:
-        """A round when a node becomes Discovered (so a new node is invited as soon as the monitor sees it) and
-        at least every `invite_interval_s` (for invites whose backoff ended)."""
+        """A round when a node becomes Discovered (`invite_on_discovery`: a new node is invited as soon as the
+        monitor sees it) and at least every `invite_interval_s` (for invites whose backoff ended)."""
         try:
             while True:
                 self.discovered.clear()
@@ -349,7 +349,8 @@ class Orchestrator:
         if previous is None:
             log.info("node discovered", node=record.node, ip=record.ip, port=record.port)
             self.changed.set()
-            self.discovered.set()
+            if self.settings.invite_on_discovery:
+                self.discovered.set()
             return
         node = await self.store.node(record.node)
         if revive and node is not None:
