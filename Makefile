@@ -49,6 +49,7 @@ bench: setup  ## Benchmarks (ratios measured in one run)
 	$(BIN)/python bench/challenge.py
 	$(BIN)/python bench/discovery.py
 	$(BIN)/python bench/heartbeat.py
+	$(BIN)/python bench/registration.py
 	$(BIN)/python bench/onboarding.py
 
 clean:  ## Remove caches (keeps .venv and node_modules)
