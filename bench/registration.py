@@ -4,9 +4,10 @@ Real throughout and local: a private Anvil with the devnet's contracts (pool 0 m
 private Redis, `primenet discovery`, `primenet validator run` and `primenet orchestrator` as their own processes
 with their default timers (only ports, URLs, keys and the devnet's loopback allowance are set), and N
 `primenet miner run` processes, each with its own provider and node key and its own loopback address, on the
-CPU (no GPU, no Docker task: their Docker endpoint is a socket that does not exist). Each provider is funded, registered with the stake one node needs
-and whitelisted beforehand (the whitelist is the federator's manual step), so a miner's first transaction is its
-`addNode`; its time is when the miner prints "adding node" (just before sending it).
+CPU (no GPU, no Docker task: their Docker endpoint is a socket that does not exist). Each provider is funded,
+registered with the stake one node needs and whitelisted beforehand (the whitelist is the federator's manual
+step), so a miner's first transaction is its `addNode`; its time is when the miner prints "adding node" (just
+before sending it).
 
 Miners start `--at-once` at a time, the next as soon as one is Healthy. Marks, each polled every `--poll` s:
   registered   the node is on chain (addNode mined)
