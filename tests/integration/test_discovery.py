@@ -41,16 +41,15 @@ SPECS = ComputeSpecs(
 
 
 def settings_for(devnet: DevnetState, prefix: str, **overrides: Any) -> DiscoverySettings:
+    fields: dict[str, Any] = {"sync_interval_s": 0.2, "role_cache_s": 0.5, **overrides}
     return DiscoverySettings(
         redis_url=devnet.redis_url,
         rpc_url=devnet.rpc_url,
         chain_id=devnet.chain_id,
         deployment_file=Path(devnet.deployment_file),
         admin_token=ADMIN_TOKEN,
-        sync_interval_s=0.2,
-        role_cache_s=0.5,
         key_prefix=prefix,
-        **overrides,
+        **fields,
     )
 
 
@@ -259,3 +258,20 @@ async def test_health_reports_chain_sync(discovery_url: str) -> None:
     assert body["status"] == "ok", body
     assert body["chain_sync"]["block"] >= 1
     assert "primenet_discovery_nodes" in metrics
+
+
+async def test_a_binding_reads_the_chain_flags_so_the_node_is_served_validated_at_once(
+    devnet: DevnetState, new_node: NewNode, network: Network
+) -> None:
+    """Issue 16: a node validated on chain was served validated only at the sync's next tick, holding up its
+    orchestrator's invite. The validator binds right after validateNode: the binding reads the flags there and
+    then. The sync here ticks once at start and then hourly, so only the binding can have read them."""
+    settings = settings_for(devnet, "dbindnow", sync_interval_s=3600.0)
+    with serve_in_thread(create_app(settings), port=free_port()) as url:
+        node = await new_node()
+        assert (await put(url, node, record(node))).status_code == 200
+        await network.validate_node(network.transactor(validator), role_account("provider").address, node.address)
+        await bind_listed_specs(url, node.address)  # as the validator does once validateNode is mined
+        async with client(url, validator) as http:
+            listing = (await http.get("/api/validator", params={"validated": "true"})).json()
+    assert node.address.lower() in [n["node"] for n in listing["nodes"]]

@@ -10,6 +10,7 @@ the tests send the pool owner's invites themselves and check the miner's answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -158,6 +159,14 @@ def discovery_url(devnet: DevnetState) -> Iterator[str]:
 async def orchestrator(devnet: DevnetState, discovery_url: str) -> AsyncIterator[Orchestrator]:
     """The pool's orchestrator on the test Redis, chain and discovery; it invites no node (see the module docstring).
     Its thresholds are far from the tests' durations, so no node changes status for want of heartbeats."""
+    async with running_orchestrator(devnet, discovery_url, invite_on_discovery=False) as peer:
+        yield peer
+
+
+@contextlib.asynccontextmanager
+async def running_orchestrator(devnet: DevnetState, discovery_url: str, **changes: Any) -> AsyncIterator[Orchestrator]:
+    """The pool's orchestrator, its inviter past its first (empty) round, then only every hour (and, unless
+    `invite_on_discovery=False`, whenever a node becomes Discovered)."""
     port = free_port()
     settings = OrchestratorSettings(
         redis_url=devnet.redis_url,
@@ -173,6 +182,7 @@ async def orchestrator(devnet: DevnetState, discovery_url: str) -> AsyncIterator
         invite_interval_s=3600.0,
         feed_timeout_s=1.0,
         key_prefix="mo" + secrets.token_hex(4),
+        **changes,
     )
     with serve_in_thread(create_orchestrator(settings, manager), port=port) as url:
         peer = Orchestrator(url)
@@ -282,6 +292,25 @@ async def test_invite_is_checked_then_joins_the_pool(
     assert state_file.stat().st_mode & 0o777 == 0o600
     assert orchestrator.url in state_file.read_text()
     await orchestrator.beat(audience, 0, lambda view: view.address == audience and view.task_id is None)
+
+
+async def test_a_node_that_becomes_discovered_is_invited_at_once(
+    devnet: DevnetState, network: Network, node: LocalAccount, tmp_path: Path, discovery_url: str
+) -> None:
+    """Issue 16: the inviter ran only every `invite_interval_s`; a node the monitor discovers wakes it. The
+    interval here is an hour, so only the wake can bring the node into the pool within the wait."""
+    async with running_orchestrator(devnet, discovery_url) as orchestrator:
+        settings = miner_settings(devnet, tmp_path, discovery_url)
+        app = create_app(settings, MinerKeys(provider=provider, node=node), SPECS)
+        with serve_in_thread(app, port=settings.port):
+            await listed(settings, node, orchestrator)
+
+            async def joined() -> bool | None:
+                return True if await network.is_node_in_pool(0, node.address) else None
+
+            await until(joined, "the orchestrator's invite and the miner's join", timeout_s=30.0, every_s=0.1)
+            view = await orchestrator.beat(node.address.lower(), 0, lambda view: view.status == "healthy")
+            assert view.address == node.address.lower()
 
 
 async def test_challenge_rounds_answer_validators_only(miner: str, node: LocalAccount) -> None:

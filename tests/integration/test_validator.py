@@ -302,6 +302,13 @@ def discovery_settings(devnet: DevnetState, prefix: str) -> DiscoverySettings:
 
 
 def validator_settings(devnet: DevnetState, discovery_url: str, prefix: str, **changes: Any) -> ValidatorSettings:
+    fields: dict[str, Any] = {
+        "feed_timeout_s": 1.0,
+        "tick_s": 0.1,
+        "retry_base_s": 0.2,
+        "retry_max_s": 1.0,
+        **changes,
+    }
     return ValidatorSettings(
         redis_url=devnet.redis_url,
         rpc_url=devnet.rpc_url,
@@ -309,12 +316,8 @@ def validator_settings(devnet: DevnetState, discovery_url: str, prefix: str, **c
         discovery_url=discovery_url,
         admin_token=ADMIN_TOKEN,
         challenge_n=N,
-        feed_timeout_s=1.0,
-        tick_s=0.1,
-        retry_base_s=0.2,
-        retry_max_s=1.0,
         key_prefix=prefix,
-        **changes,
+        **fields,
     )
 
 
@@ -400,3 +403,36 @@ async def test_repeated_rejections_invalidate_the_node_on_chain(
 
 def _sync_redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
+
+
+async def test_a_miner_not_serving_yet_is_challenged_again_as_soon_as_it_serves(
+    devnet: DevnetState, network: Network, new_node: NewNode, tmp_path: Path, serve: Callable[[FastAPI], str]
+) -> None:
+    """Issue 16: the validator met a node whose API was not listening yet, failed `unreachable` and waited its
+    whole backoff. An unreachable node is retried after `retry_unreachable_base_s` (doubling), whatever the long
+    base of other failures, and the dispatcher wakes for it however long its tick: here both are far beyond the
+    wait below, so only the short schedule can validate the node in time."""
+    discovery_url = serve(create_discovery(discovery_settings(devnet, "dval_late")))
+    settings = validator_settings(
+        devnet, discovery_url, "val_late", retry_base_s=3600.0, retry_max_s=3600.0, tick_s=3600.0
+    )
+    validator_url = serve(create_validator(settings, validator))
+    node = await new_node()
+    port = free_port()
+    await upload(discovery_url, node, port)  # published, but nothing listens on its port yet
+
+    async def failed_unreachable() -> bool:
+        async with httpx.AsyncClient(base_url=validator_url) as http:
+            return (await http.get("/health")).json()["counts"].get("failed", 0) >= 1
+
+    await wait_for(failed_unreachable, "the first challenge to fail: the miner does not serve yet")
+    info = await network.node(node.address)
+    assert info is not None
+    assert not info.is_validated
+    with serve_in_thread(miner_app(devnet, node, tmp_path, discovery_url), port=port):
+
+        async def validated() -> bool:
+            info = await network.node(node.address)
+            return info is not None and info.is_validated
+
+        await wait_for(validated, "the node validated once its miner serves", timeout_s=30.0)

@@ -64,6 +64,33 @@ def test_a_miner_that_cannot_be_reached_is_retried_but_never_given_up() -> None:
     assert state.next_at == POLICY.max_s
 
 
+def test_an_unreachable_miner_is_retried_within_a_second_then_ever_later_up_to_the_cap() -> None:
+    # Issue 16: a miner whose API is not listening yet (it just started) must not cost a whole `base_s`.
+    policy = RetryPolicy(base_s=30.0, max_s=100.0, unreachable_base_s=0.25)
+    state, waits = NodeState(), []
+    for _ in range(12):
+        state = decide(state, Outcome.FAILED, "unreachable", 0.0, policy).state
+        waits.append(state.next_at)
+    assert waits[:4] == [0.25, 0.5, 1.0, 2.0]
+    assert waits[-1] == policy.max_s  # one that stays offline reaches the long waits within a few attempts
+    assert waits == sorted(waits)
+
+
+def test_failures_other_than_unreachable_and_rejections_keep_the_long_base() -> None:
+    policy = RetryPolicy(base_s=30.0, max_s=100.0, unreachable_base_s=0.25)
+    assert decide(NodeState(), Outcome.FAILED, "refused", 0.0, policy).state.next_at == 30.0
+    assert decide(NodeState(), Outcome.FAILED, "stake_below_minimum", 0.0, policy).state.next_at == 30.0
+    assert decide(NodeState(), Outcome.REJECTED, "unreachable", 0.0, policy).state.next_at == 30.0
+    assert backoff_s(1, policy, policy.unreachable_base_s) == 0.25
+
+
+def test_the_unreachable_base_is_a_setting_and_sub_second_by_default() -> None:
+    assert ValidatorSettings().retry_unreachable_base_s < 1.0
+    assert ValidatorSettings(retry_unreachable_base_s=2.0).retry_unreachable_base_s == 2.0
+    with pytest.raises(ValidationError):
+        ValidatorSettings(retry_unreachable_base_s=0)
+
+
 def test_failures_do_not_reset_the_rejection_count_and_both_lengthen_the_wait() -> None:
     state = decide(NodeState(), Outcome.REJECTED, "wrong_product", 0.0, POLICY).state
     state = decide(state, Outcome.FAILED, "refused", 0.0, POLICY).state

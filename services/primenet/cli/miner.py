@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 import subprocess
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -127,8 +127,13 @@ def _settings_and_keys() -> tuple[MinerSettings, MinerKeys]:
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
     """Run one async operation; refusals exit 1, an unusable environment exits 2, each with one clear line."""
+    return _run_sync(lambda: asyncio.run(work))
+
+
+def _run_sync(work: Callable[[], T]) -> T:
+    """`_run` for a call that runs its own event loop (the API server and the upload it makes once serving)."""
     try:
-        return asyncio.run(work)
+        return work()
     except (RegistrationError, PublishError, ContractRevertError) as exc:
         fail(str(exc), 1)
     except (DeploymentError, FileNotFoundError, VisibleDevicesError) as exc:
@@ -142,7 +147,7 @@ def run() -> None:
     """Register what is missing (provider stake, whitelist wait, node, discovery record), then serve the API
     (port 8091) while heartbeating to the pool's orchestrator once invited. Safe to restart at any point."""
     from primenet.miner.app import create_app
-    from primenet.miner.onboarding import onboard
+    from primenet.miner.onboarding import register, upload
 
     settings, keys = _settings_and_keys()
     tls = tls_of(settings)  # before onboarding sends any transaction
@@ -155,14 +160,22 @@ def run() -> None:
         fail(str(exc), 2)
     progress(f"node {keys.node.address}, provider {keys.provider.address}, pool {settings.pool_id}")
     progress(f"{specs.gpu_count} GPU(s), {specs.cpu_cores} CPU cores, {specs.ram_mib} MiB RAM")
-    outcome = _run(onboard(settings, keys, specs=specs, progress=progress))
+    outcome = _run(register(settings, keys, specs=specs, progress=progress))
     _print_outcome(outcome)
     try:
         app = create_app(settings, keys, specs)
     except (DeploymentError, FileNotFoundError) as exc:
         fail(str(exc), 2)
+    miner = app.state.miner
+    miner.listed = False
+
+    async def announce() -> None:
+        # Only now that the API listens: a validator or orchestrator that learns of the node can reach it at once.
+        await upload(settings, keys, specs=specs, progress=progress)
+        miner.listed = True
+
     progress(f"API on {settings.host}:{settings.port} (requests signed for audience {keys.node.address.lower()})")
-    serve(app, host=settings.host, port=settings.port, tls=tls)
+    _run_sync(lambda: serve(app, host=settings.host, port=settings.port, tls=tls, when_serving=announce))
 
 
 async def _own_record(settings: MinerSettings, keys: MinerKeys) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from primenet.core.metrics import AdminOnlyMetrics, MetricsExposure, metrics_lis
 from primenet.core.tls import TlsFiles
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+STARTUP_FAILURE = 3  # what `uvicorn.run` exits with when the server could not start (a port in use)
 GRACEFUL_STOP_S = 10  # a stop waits this long for requests in flight (long-polls included), then closes them
 
 
@@ -104,10 +106,49 @@ async def background(**loops: Coroutine[Any, Any, None]) -> AsyncIterator[dict[s
                 await task
 
 
-def serve(app: FastAPI, *, host: str, port: int, tls: TlsFiles | None = None) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, running `when_serving` once its sockets listen; should that raise, the server stops and
+    the error is kept in `failure`."""
+
+    def __init__(self, config: uvicorn.Config, when_serving: Callable[[], Awaitable[object]] | None) -> None:
+        super().__init__(config)
+        self.when_serving = when_serving
+        self.failure: BaseException | None = None
+        self._hook: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.when_serving is not None:
+            self._hook = asyncio.create_task(self._run_hook(self.when_serving))
+
+    async def _run_hook(self, hook: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await hook()
+        except Exception as exc:
+            self.failure = exc
+            self.should_exit = True
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self._hook is not None and not self._hook.done():
+            self._hook.cancel()
+        await super().shutdown(sockets)
+
+
+def serve(
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    tls: TlsFiles | None = None,
+    when_serving: Callable[[], Awaitable[object]] | None = None,
+) -> None:
     """Run a service until SIGINT or SIGTERM, over HTTPS when `tls` is given (checked by `core.tls.tls_files`);
-    logging is already configured (structlog), so uvicorn's is off."""
-    uvicorn.run(
+    logging is already configured (structlog), so uvicorn's is off.
+
+    `when_serving` runs once the socket listens (after the lifespan started): the miner announces itself to
+    discovery only then, so that whoever learns of it can reach it. If it raises, the server stops and its error
+    is raised here."""
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -117,3 +158,9 @@ def serve(app: FastAPI, *, host: str, port: int, tls: TlsFiles | None = None) ->
         ssl_certfile=str(tls.cert_file) if tls is not None else None,
         ssl_keyfile=str(tls.key_file) if tls is not None else None,
     )
+    server = _Server(config, when_serving)
+    server.run()
+    if server.failure is not None:
+        raise server.failure
+    if not server.started:  # e.g. the port is taken: uvicorn logged why; exit as `uvicorn.run` does
+        sys.exit(STARTUP_FAILURE)

@@ -1,5 +1,6 @@
 """The miner's API app (`create_app`): its routes are in `primenet.miner.routes`, its lifespan runs the heartbeat
-and maintenance loops. `primenet miner run` serves it with uvicorn after `primenet.miner.onboarding.onboard`."""
+and maintenance loops. `primenet miner run` serves it with uvicorn after `primenet.miner.onboarding.register` and
+uploads the record (`onboarding.upload`) once it listens."""
 
 from __future__ import annotations
 

@@ -29,6 +29,9 @@ class Miner:
     heartbeat: HeartbeatLoop
     publisher: DiscoveryPublisher
     join_lock: asyncio.Lock
+    # False from the moment `primenet miner run` serves until its first upload to discovery is done: /health
+    # answers 503 meanwhile, so "the miner answers /health" still means "registered and in discovery".
+    listed: bool = True
 
     @property
     def node(self) -> str:

@@ -1,7 +1,11 @@
-"""Onboarding: chain registration and the first upload to discovery, before the miner serves (`onboard`).
+"""Onboarding: chain registration (`register`), then the first upload to discovery (`upload`) once the API serves.
 
-`primenet miner run` calls `onboard` (with progress lines), then serves `primenet.miner.app.create_app` with uvicorn.
-Tests do the same in-process. `publisher_for` builds the discovery publisher both use.
+The order matters: whoever learns of the node from discovery (a validator, to challenge it; an orchestrator, to
+invite it) calls its API at once, so `primenet miner run` registers on chain, starts serving
+`primenet.miner.app.create_app` with uvicorn, and only when the socket listens uploads the record
+(`core.app.serve(when_serving=...)`). A record published before that made the validator's first challenge fail
+`unreachable` and back off. `onboard` does both steps for callers that serve the API themselves (tests, in-process);
+`publisher_for` builds the discovery publisher all of them use.
 """
 
 from __future__ import annotations
@@ -49,15 +53,14 @@ def publisher_for(
     )
 
 
-async def onboard(
+async def register(
     settings: MinerSettings,
     keys: MinerKeys,
     *,
     specs: ComputeSpecs | None = None,
     progress: Progress | None = None,
-    upload_attempts: int = 10,
 ) -> Outcome:
-    """Register on chain what is missing, then upload the node's record to discovery (retrying while it is down)."""
+    """Register on chain what is missing (provider, stake, whitelist wait, node); nothing is uploaded yet."""
     specs = specs or detect_specs(settings.storage_path, settings.visible_devices)
     deployment = Deployment.load(settings.deployment_file)
     async with Network.connect(settings.rpc_url, deployment) as network:
@@ -70,16 +73,46 @@ async def onboard(
             whitelist_timeout_s=settings.whitelist_timeout_s,
             **({"progress": progress} if progress else {}),
         )
-        outcome = await registrar.register(compute_units(specs))
-    publisher = publisher_for(settings, keys, deployment.chain_id, lambda: specs)
+        return await registrar.register(compute_units(specs))
+
+
+async def upload(
+    settings: MinerSettings,
+    keys: MinerKeys,
+    *,
+    specs: ComputeSpecs,
+    progress: Progress | None = None,
+    upload_attempts: int = 10,
+) -> str | None:
+    """Upload the node's record to discovery (retrying while it is unreachable); returns discovery's result.
+
+    Call it once the API serves (see the module's docstring). Raises `PublishError` for a refusal, the last
+    `httpx.HTTPError` when discovery stayed unreachable for `upload_attempts`."""
+    chain_id = Deployment.load(settings.deployment_file).chain_id
+    publisher = publisher_for(settings, keys, chain_id, lambda: specs)
     for attempt in range(1, upload_attempts + 1):
         try:
             result = await publisher.publish(force=True)
             (progress or log.info)(f"node record uploaded to discovery ({result})")
-            return outcome
+            return result
         except httpx.HTTPError as exc:
             if attempt == upload_attempts:
                 raise
             (progress or log.info)(f"discovery not reachable ({exc!r}); retrying ({attempt}/{upload_attempts})")
             await asyncio.sleep(min(2.0 * attempt, 10.0))
+    return None
+
+
+async def onboard(
+    settings: MinerSettings,
+    keys: MinerKeys,
+    *,
+    specs: ComputeSpecs | None = None,
+    progress: Progress | None = None,
+    upload_attempts: int = 10,
+) -> Outcome:
+    """`register`, then `upload` at once: for callers whose API already serves (or that do not serve one)."""
+    specs = specs or detect_specs(settings.storage_path, settings.visible_devices)
+    outcome = await register(settings, keys, specs=specs, progress=progress)
+    await upload(settings, keys, specs=specs, progress=progress, upload_attempts=upload_attempts)
     return outcome

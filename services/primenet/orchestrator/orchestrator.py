@@ -5,7 +5,8 @@
     inviter     every Discovered node validated on chain gets a signed EIP-712 invite, up to `invite_concurrency`
                 at once, each in its own task: a round only starts them, so a slow miner (its call is bounded by
                 `miner_timeout_s`) delays only its own invite, never the next round; a failure only backs that
-                node off (doubling)
+                node off (doubling); a round runs as soon as a node becomes Discovered, and every
+                `invite_interval_s`
     health      silence -> Unhealthy -> Dead; Waiting too long -> Discovered; Dead and still in the pool -> ejectNode
     scheduler   recomputes assignments (`decide.schedule`) on every change, when a lost node's grace ends, and at
                 least every `schedule_interval_s`; nodes whose assignment changed are nudged to beat at once
@@ -132,6 +133,7 @@ class Orchestrator:
             waiting_timeout_s=settings.waiting_timeout_s,
         )
         self.changed = asyncio.Event()  # set on anything the scheduler should react to at once
+        self.discovered = asyncio.Event()  # set when a node becomes Discovered: the inviter runs a round at once
         self.invites = asyncio.Semaphore(settings.invite_concurrency)
         self.inviting: dict[str, asyncio.Task[None]] = {}  # invites in flight, by node: one at a time per node
         self._nudges: set[asyncio.Task[None]] = set()
@@ -150,6 +152,8 @@ class Orchestrator:
             TRANSITIONS.labels(to.value).inc()
             log.info("node status changed", node=address, old=previous.value, new=to.value)
             self.changed.set()
+            if to is NodeStatus.DISCOVERED and self.settings.invite_on_discovery:
+                self.discovered.set()
 
     # --- heartbeat ----------------------------------------------------------------------------------------
 
@@ -238,8 +242,20 @@ class Orchestrator:
         await self.every("health", self.settings.heartbeat_interval_s / 2, self.health_pass)
 
     async def run_inviter(self) -> None:
+        """A round when a node becomes Discovered (`invite_on_discovery`: a new node is invited as soon as the
+        monitor sees it) and at least every `invite_interval_s` (for invites whose backoff ended)."""
         try:
-            await self.every("inviter", self.settings.invite_interval_s, self.invite_round)
+            while True:
+                self.discovered.clear()
+                try:
+                    await self.invite_round()
+                    self.stats.ok("inviter")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a pass failing (Redis, chain down) never ends the loop
+                    self.stats.failed("inviter", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.discovered.wait(), self.settings.invite_interval_s)
         finally:
             for task in list(self.inviting.values()):
                 task.cancel()
@@ -353,6 +369,8 @@ class Orchestrator:
         if previous is None:
             log.info("node discovered", node=record.node, ip=record.ip, port=record.port)
             self.changed.set()
+            if self.settings.invite_on_discovery:
+                self.discovered.set()
             return
         node = await self.store.node(record.node)
         if revive and node is not None:

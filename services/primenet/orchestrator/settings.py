@@ -45,6 +45,9 @@ class OrchestratorSettings(ServiceSettings):
     invite_expiry_s: int = Field(600, ge=10, description="how long a signed invite is accepted on chain")
     invite_concurrency: int = Field(32, ge=1, le=1024, description="invites in flight at once")
     invite_interval_s: float = Field(2.0, gt=0, description="how often Discovered nodes are looked for")
+    invite_on_discovery: bool = Field(
+        True, description="also run an invite round as soon as a node becomes Discovered (else only every interval)"
+    )
     invite_retry_base_s: float = Field(5.0, gt=0, description="wait after a failed invite; doubles with each failure")
     invite_retry_max_s: float = Field(300.0, gt=0, description="longest wait between invites of one node")
     miner_timeout_s: float = Field(

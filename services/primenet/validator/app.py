@@ -48,6 +48,7 @@ def create_app(settings: ValidatorSettings, account: LocalAccount) -> FastAPI:
             max_attempts=settings.max_attempts,
             base_s=settings.retry_base_s,
             max_s=settings.retry_max_s,
+            unreachable_base_s=settings.retry_unreachable_base_s,
             action=settings.failure_action,
         ),
         concurrency=settings.concurrency,

@@ -6,7 +6,8 @@ Two tasks share the candidates (nodes discovery serves unvalidated) and the vali
                 cursor; `reset: true`, a node that lost its validation, and every `resync_interval_s` lead to a
                 fresh listing, so a missed event costs at most one interval.
   dispatch      starts a challenge for each candidate that is due and each validated node whose re-challenge is
-                due, at most `concurrency` at once.
+                due, at most `concurrency` at once; it wakes on a new candidate, a finished challenge, the
+                soonest retry falling due, and at least every `tick_s`.
 One challenge (`process`): skip a node that has left the registry, or that the chain says is validated while
 discovery (asked again) serves it validated too (its feed lags); a node validated on chain whose uploaded specs no
 longer match the binding is invalidated on chain first, then challenged like a new one. Refuse (`units_above_specs`)
@@ -244,7 +245,15 @@ class ValidatorLoop:
             IN_FLIGHT.set(len(self.in_flight))
             self.stats.last_run_at = now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+                await asyncio.wait_for(self._wake.wait(), self._idle_s(now))
+
+    def _idle_s(self, now: float) -> float:
+        """How long the dispatcher may sleep: until the soonest candidate's retry is due (a short `unreachable`
+        backoff is kept to the fraction of a second it says), at most `tick_s`; events wake it sooner."""
+        waits = [
+            at - now for node, at in self.not_before.items() if node in self.candidates and node not in self.in_flight
+        ]
+        return max(0.01, min([self.tick_s, *(wait for wait in waits if wait > 0)]))
 
     async def process(self, node: str, record: NodeRecord, *, recheck: bool = False) -> None:
         """One attempt at one node (`recheck`: a re-challenge of a validated one); never raises (a failure here

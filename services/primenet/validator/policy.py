@@ -3,6 +3,9 @@
 Rejections (a verdict against the node) and failures (the challenge could not run: miner unreachable, refused,
 provider stake too low) are counted apart. Both back off exponentially, but only `max_attempts` rejections in a
 row lead to the operator's failure action: an offline miner is retried (at most every `max_s`), never punished.
+An `unreachable` attempt backs off from `unreachable_base_s` (sub-second) instead of `base_s`: the common cause is a
+miner that is just starting (or restarting) its API, so a transient refusal costs a fraction of a second, while
+the doubling still brings a miner that stays offline to the same long waits within a few attempts.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import random
 from dataclasses import dataclass, replace
 
 from primenet.core.models import ComputeSpecs
-from primenet.validator.challenger import Outcome
+from primenet.validator.challenger import Outcome, RunFailure
 from primenet.validator.settings import FailureAction
 
 UNITS_PER_GPU = 1000
@@ -45,6 +48,7 @@ class RetryPolicy:
     max_attempts: int = 3
     base_s: float = 30.0
     max_s: float = 3600.0
+    unreachable_base_s: float = 0.25  # the first wait after an `unreachable` attempt (then doubling, up to max_s)
     action: FailureAction = FailureAction.LEAVE
 
 
@@ -78,11 +82,21 @@ class Decision:
     action: FailureAction | None = None  # for GIVE_UP: what to do on chain
 
 
-def backoff_s(streak: int, policy: RetryPolicy) -> float:
-    """Wait after the `streak`-th unsuccessful attempt in a row: base, 2 base, 4 base, ... capped at max_s."""
+def backoff_s(streak: int, policy: RetryPolicy, base_s: float | None = None) -> float:
+    """Wait after the `streak`-th unsuccessful attempt in a row: base, 2 base, 4 base, ... capped at max_s
+    (`base_s`: another base than the policy's, e.g. its `unreachable_base_s`)."""
     if streak < 1:
         return 0.0
-    return min(policy.max_s, policy.base_s * 2.0 ** min(streak - 1, 62))
+    base = policy.base_s if base_s is None else base_s
+    return min(policy.max_s, base * 2.0 ** min(streak - 1, 62))
+
+
+def retry_base_s(outcome: Outcome, reason: str, policy: RetryPolicy) -> float:
+    """The base of the wait after an unsuccessful attempt: short for a miner that could not be reached (most
+    often one whose API is not listening yet), the policy's `base_s` for anything else."""
+    if outcome is Outcome.FAILED and reason == RunFailure.UNREACHABLE:
+        return policy.unreachable_base_s
+    return policy.base_s
 
 
 def decide(state: NodeState, outcome: Outcome, reason: str, now: float, policy: RetryPolicy) -> Decision:
@@ -95,7 +109,8 @@ def decide(state: NodeState, outcome: Outcome, reason: str, now: float, policy: 
             return Decision(Step.GIVE_UP, replace(seen, given_up=True, next_at=0.0), policy.action)
     else:
         seen = replace(seen, failures=seen.failures + 1)
-    return Decision(Step.RETRY, replace(seen, next_at=now + backoff_s(seen.streak, policy)))
+    wait_s = backoff_s(seen.streak, policy, retry_base_s(outcome, reason, policy))
+    return Decision(Step.RETRY, replace(seen, next_at=now + wait_s))
 
 
 def failed_again(state: NodeState, reason: str, now: float, policy: RetryPolicy) -> NodeState:

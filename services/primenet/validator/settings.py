@@ -56,6 +56,9 @@ class ValidatorSettings(ServiceSettings):
     failure_action: FailureAction = FailureAction.LEAVE
     retry_base_s: float = Field(30.0, gt=0, description="wait after the first failure; doubles with each one")
     retry_max_s: float = Field(3600.0, gt=0, description="longest wait between attempts")
+    retry_unreachable_base_s: float = Field(
+        0.25, gt=0, description="wait after a first `unreachable` attempt (a miner still starting); doubles too"
+    )
     feed_timeout_s: float = Field(25.0, ge=0, le=30, description="long-poll wait on discovery's change feed")
     resync_interval_s: float = Field(300.0, gt=0, description="full re-listing of unvalidated nodes this often")
     tick_s: float = Field(1.0, gt=0, description="how often due retries are looked for")

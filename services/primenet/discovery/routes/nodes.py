@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from prometheus_client import Counter
@@ -13,9 +14,19 @@ from primenet.core.models import NodeRecord, SpecsBinding, specs_hash
 from primenet.core.nodeaddr import AddressRefusedError, ip_limit_key
 from primenet.core.params import AddressPath
 from primenet.core.requirements import RequirementsError, parse
-from primenet.discovery.deps import AnySigner, ChainViewDep, SettingsDep, SignerOrAdmin, StoreDep, ValidatorSigner
+from primenet.discovery.deps import (
+    AnySigner,
+    ChainViewDep,
+    SettingsDep,
+    SignerOrAdmin,
+    StoreDep,
+    SyncDep,
+    ValidatorSigner,
+)
 from primenet.discovery.routes.shared import PoolId, refuse
 from primenet.discovery.store import ConflictError, SpecsChangedError
+
+log = structlog.get_logger(__name__)
 
 REGISTRATIONS = Counter("primenet_discovery_registrations", "Node uploads accepted, by result", ["result"])
 
@@ -100,7 +111,7 @@ def _placement(record: NodeRecord) -> tuple[str, str, int, int]:
 
 @router.put("/validator/nodes/{address}/specs")
 async def bind_specs(
-    address: AddressPath, binding: SpecsBinding, _: ValidatorSigner, store: StoreDep
+    address: AddressPath, binding: SpecsBinding, _: ValidatorSigner, store: StoreDep, sync: SyncDep
 ) -> dict[str, Any]:
     """Bind the node's validation to the specs its passed challenge vouched for (VALIDATOR_ROLE signers only).
 
@@ -108,6 +119,9 @@ async def bind_specs(
     `specs_hash` (`primenet.core.models.specs_hash`); other specs send it back to the validators. Refused: 422
     `specs_hash_mismatch` (the hash is not that of the specs given), 404 `node_not_found`, 409 `specs_changed`
     (the node's record has other specs now: challenge those).
+
+    A validator binds right after its validateNode was mined, so the node's chain flags are re-read here too:
+    the node is served validated (and its pool's orchestrator hears of it) now rather than at the next sync tick.
     """
     if binding.specs_hash != specs_hash(binding.specs):
         raise refuse(422, "specs_hash_mismatch", "specs_hash is not the hash of the specs given")
@@ -120,6 +134,12 @@ async def bind_specs(
         raise refuse(409, "concurrent_update", "the node was updated concurrently too often; retry") from None
     if stored is None:
         raise refuse(404, "node_not_found", f"no record for {address}")
+    try:
+        await sync.refresh({address.lower()})
+    except Exception as exc:  # the chain is down: the binding holds, the sync's next pass reads the flags
+        log.warning("reading the bound node's chain flags failed", node=address, error=str(exc)[:300])
+    else:
+        stored = await store.get(address) or stored
     return {"result": "bound", "node": stored.public()}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from primenet.miner.deps import MinerDep
 
@@ -12,10 +12,13 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/health")
-async def health(miner: MinerDep) -> dict[str, Any]:
+async def health(miner: MinerDep, response: Response) -> dict[str, Any]:
+    """503 with status `publishing` while the API serves but the first upload to discovery is not done yet."""
     state = miner.memory.state
+    if not miner.listed:
+        response.status_code = 503
     return {
-        "status": "ok",
+        "status": "ok" if miner.listed else "publishing",
         "node": miner.node,
         "pool_id": state.pool_id,
         "orchestrator_url": state.orchestrator_url,
