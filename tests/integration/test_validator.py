@@ -18,6 +18,8 @@ import httpx
 import numpy as np
 import pytest
 import redis
+import structlog
+import structlog.testing
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import Depends, FastAPI
@@ -275,8 +277,12 @@ def test_cli_challenges_one_node_by_url(
     monkeypatch.setenv("PRIMENET_VALIDATOR_KEY", validator.key.hex())
     monkeypatch.setenv("PRIMENET_DEPLOYMENT_FILE", devnet.deployment_file)
     runner = CliRunner()
-    passed = runner.invoke(validator_app, ["challenge", node.address, "--url", honest, "-n", "128", "--json"])
+    # The miner serves in this process: its log lines (structlog unconfigured prints them) must not mix with the
+    # CLI's JSON on the captured stdout.
+    with structlog.testing.capture_logs() as miner_logs:
+        passed = runner.invoke(validator_app, ["challenge", node.address, "--url", honest, "-n", "128", "--json"])
     assert passed.exit_code == 0, passed.output
+    assert [e["n"] for e in miner_logs if e["event"] == "challenge received"] == [128]
     assert ChallengeResult.model_validate_json(passed.stdout).reason == "ok"
     rejected = runner.invoke(validator_app, ["challenge", node.address, "--url", cheat, "-n", "128"])
     assert rejected.exit_code == 1, rejected.output
