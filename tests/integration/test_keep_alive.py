@@ -55,7 +55,9 @@ def test_idle_connection_outlives_the_clients_pool_expiry(tmp_path: Path) -> Non
             sock.sendall(REQUEST)
             assert read_response(sock).startswith(b"HTTP/1.1 404")
             # Idle as long as an httpx pool may still hand this connection out, plus a loaded machine's delay.
-            time.sleep(httpx.Limits().keepalive_expiry + 1.0)
+            expiry = httpx.Limits().keepalive_expiry
+            assert expiry is not None
+            time.sleep(expiry + 1.0)
             try:
                 sock.sendall(REQUEST)
                 second = read_response(sock)
