@@ -26,6 +26,11 @@ from primenet.core.tls import TlsFiles
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 STARTUP_FAILURE = 3  # what `uvicorn.run` exits with when the server could not start (a port in use)
 GRACEFUL_STOP_S = 10  # a stop waits this long for requests in flight (long-polls included), then closes them
+# How long an idle keep-alive connection stays open. It must outlast our clients' pools (httpx reuses an idle
+# connection for up to 5 s, `httpx.Limits().keepalive_expiry`): at uvicorn's default, also 5 s, a client could send
+# on a connection in the instant the server closed it, and its request failed with a ReadError (seen under load
+# in bench/discovery.py at N = 10,000). Short enough that idle connections do not pile up.
+KEEP_ALIVE_S = 15
 
 
 def service_app(
@@ -143,7 +148,8 @@ def serve(
     when_serving: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Run a service until SIGINT or SIGTERM, over HTTPS when `tls` is given (checked by `core.tls.tls_files`);
-    logging is already configured (structlog), so uvicorn's is off.
+    logging is already configured (structlog), so uvicorn's is off. An idle connection stays open
+    `KEEP_ALIVE_S`, longer than our clients keep one for reuse.
 
     `when_serving` runs once the socket listens (after the lifespan started): the miner announces itself to
     discovery only then, so that whoever learns of it can reach it. If it raises, the server stops and its error
@@ -155,6 +161,7 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_STOP_S,
+        timeout_keep_alive=KEEP_ALIVE_S,
         ssl_certfile=str(tls.cert_file) if tls is not None else None,
         ssl_keyfile=str(tls.key_file) if tls is not None else None,
     )
