@@ -158,10 +158,41 @@ async def heartbeats_with_appendfsync(
     return rate
 
 
+def chain_watch_passed(url: str) -> Callable[[], bool]:
+    """A readiness check: the orchestrator's chain watch has finished a pass (its first one re-reads every known
+    node's pool membership; `/health` gives the loop's `last_run_at` once a pass succeeded)."""
+
+    def check() -> bool:
+        try:
+            loops = httpx.get(f"{url}/health", timeout=1.0).json().get("loops", {})
+        except (httpx.HTTPError, ValueError):
+            return False
+        return isinstance(loops, dict) and (loops.get("chainwatch") or {}).get("last_run_at") is not None
+
+    return check
+
+
 def start_orchestrator(env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
+    """The orchestrator, once its chain watch's start-up resync is over: `/health` answers before that pass ends,
+    and nodes stored meanwhile (not on chain) would be Ejected under the measurement."""
     process = spawn([str(Path(sys.executable).with_name("primenet")), "orchestrator"], log, env=env)
     wait_ready(process, answers_health(url), name="orchestrator", log_path=log, timeout_s=60)
+    wait_ready(process, chain_watch_passed(url), name="orchestrator's chain watch", log_path=log, timeout_s=60)
     return process
+
+
+async def still_healthy(redis_url: str, n: int, phase: str) -> None:
+    """Raise unless all `n` nodes are still Healthy: a node moved (by the chain watch, which sees none of them on
+    chain, or the health pass) would make its beats take the slow path and the figures not a busy pool's."""
+    redis = connect_redis(redis_url)
+    try:
+        counts = await OrchestratorStore(redis).counts()
+    finally:
+        await redis.aclose()
+    if counts.get(NodeStatus.HEALTHY.value) != n:
+        moved = {status: count for status, count in counts.items() if count and status != NodeStatus.HEALTHY.value}
+        healthy = counts.get(NodeStatus.HEALTHY.value, 0)
+        raise RuntimeError(f"after the {phase}: {healthy} of {n} nodes Healthy ({moved}); nothing recorded for it")
 
 
 # --- measurements ---------------------------------------------------------------------------------------
@@ -189,6 +220,22 @@ async def closed_loop(url: str, requests: list[Signed] | None, count: int, in_fl
         start = time.perf_counter()
         await asyncio.gather(*(worker(range(w, count, in_flight)) for w in range(in_flight)))
         return count / (time.perf_counter() - start), errors
+
+
+async def alternating(url: str, beats: list[Signed], in_flight: int, rounds: int = 5) -> tuple[float, float, int, int]:
+    """GET /health and the signed heartbeats in `rounds` alternating slices of len(beats) / rounds each: (health/s,
+    heartbeats/s, health errors, heartbeat errors). Alternating, so a change in what else runs on the machine (it
+    is shared) weighs on both routes alike instead of on whichever ran second."""
+    health_s = beat_s = 0.0
+    health_errors = beat_errors = 0
+    size = len(beats) // rounds
+    for r in range(rounds):
+        part = beats[r * size : (r + 1) * size]
+        rate, errors = await closed_loop(url, None, size, in_flight)
+        health_s, health_errors = health_s + size / rate, health_errors + errors
+        rate, errors = await closed_loop(url, part, size, in_flight)
+        beat_s, beat_errors = beat_s + size / rate, beat_errors + errors
+    return rounds * size / health_s, rounds * size / beat_s, health_errors, beat_errors
 
 
 @dataclass
@@ -357,8 +404,8 @@ def main() -> int:
                     "PRIMENET_CHAIN_RESYNC_INTERVAL_S": "86400",  # no re-read of the nodes' membership meanwhile
                 }
                 orchestrator = start_orchestrator(env, url, state / "orchestrator.log")
-                # Known only once it runs: at its start the chain watch re-reads every known node's pool membership,
-                # and these nodes are not on chain (they would be Ejected).
+                # Known only once its chain watch's start-up pass is over (`start_orchestrator`): that pass re-reads
+                # every known node's pool membership, and these nodes are not on chain (they would be Ejected).
                 asyncio.run(known_healthy(redis.url, nodes, closed_port=free_port()))
                 up_s = time.perf_counter() - started
                 console.print(f"setup: {args.n} Healthy nodes, orchestrator up in {up_s:.1f} s")
@@ -373,8 +420,10 @@ def main() -> int:
                 now = time.time()
                 beats = [heartbeat(nodes[i % args.n], now, audience) for i in range(count)]
                 signing_s = (time.time() - now) / count  # to know how far ahead the steady phase must start
-                health_rate, health_errors = asyncio.run(closed_loop(url, None, count, args.in_flight))
-                beat_rate, beat_errors = asyncio.run(closed_loop(url, beats, count, args.in_flight))
+                health_rate, beat_rate, health_errors, beat_errors = asyncio.run(
+                    alternating(url, beats, args.in_flight)
+                )
+                asyncio.run(still_healthy(redis.url, args.n, "throughput phase"))
                 ratio = beat_rate / health_rate
                 figures.add(f"GET /health, {args.in_flight} in flight", f"{health_rate:,.0f} /s", "", None)
                 figures.add(
@@ -396,6 +445,7 @@ def main() -> int:
                 relaxed_rate = asyncio.run(
                     heartbeats_with_appendfsync(redis.url, "everysec", url, more, args.in_flight)
                 )
+                asyncio.run(still_healthy(redis.url, args.n, "everysec phase"))
                 figures.add(
                     "POST /heartbeat, appendfsync always / everysec",
                     f"{beat_rate / relaxed_rate:.2f} ({relaxed_rate:,.0f} /s with everysec)",
@@ -423,6 +473,7 @@ def main() -> int:
                         f"[yellow]signing overran the start by {time.time() - t0:.1f} s: first beats leave late[/]"
                     )
                 steady = asyncio.run(steady_load(url, schedule, args.connections))
+                asyncio.run(still_healthy(redis.url, args.n, "steady phase"))
                 p50, p99 = ms(steady.latencies, 0.5), ms(steady.latencies, 0.99)
                 errors = sum(steady.errors.values())
                 figures.add(
