@@ -51,6 +51,7 @@ from simnodes import (
 class Timers(Protocol):
     interval: float
     max_backoff: float
+    dead_after: float
 
 
 class DroppingProxy:
@@ -163,7 +164,10 @@ async def measure(run: Coordinator, failing: int, n: int, drop: float, duration_
                 assert node.last_ok is not None
                 seen = Detected(last_beat=node.last_ok)
                 address = node.address.lower()
+                deadline = time.time() + args.dead_after + 60  # a node never ejected fails the bench, not hangs it
                 while seen.ejected is None or seen.dead is None:
+                    if time.time() > deadline:
+                        raise RuntimeError(f"{address} not Dead and ejected {args.dead_after + 60:.0f} s after failing")
                     status = (await http.get(f"/nodes/{address}")).json()["status"]
                     now = time.time()
                     if status in ("unhealthy", "dead", "ejected") and seen.unhealthy is None:

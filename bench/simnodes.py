@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import httpx
 from aiohttp import web
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -72,7 +73,11 @@ class Coordinator:
         return self.state / "orchestrator.log"
 
     def start_orchestrator(self) -> None:
+        """Start the orchestrator and wait until it serves. Its store is new by construction while the pool may
+        already have nodes on chain (the bench joins them first), which the store guard holds on: the operator's
+        confirmation ends the hold, as after a first deploy onto a pool with nodes (a restart keeps the marker)."""
         self.process = start_orchestrator(self.env, self.url, self.log)
+        httpx.post(f"{self.url}/store/confirm", headers=ADMIN, timeout=10).raise_for_status()
 
     def launch_orchestrator(self) -> None:
         """Start the process without waiting for it to serve (a supervisor restarting it)."""
