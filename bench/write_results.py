@@ -101,7 +101,8 @@ def render(
         out.append("| - | no figures were recorded | - | - |")
     out.append("")
     if failed:
-        out.append(f"Failed to run (no figures, or only some, from them): {', '.join(f'`{n}`' for n in failed)}.")
+        names = ", ".join(f"`{n}`" for n in failed)
+        out.append(f"Exited non-zero (a target not met, or it stopped early; its figures above say which): {names}.")
     else:
         out.append("Every benchmark ran to the end.")
     if skipped:
