@@ -41,6 +41,7 @@ from primenet.miner.runner import LABEL_NODE, LABEL_TASK
 from primenet.miner.settings import MinerKeys, MinerSettings
 from primenet.orchestrator.app import create_app as create_orchestrator
 from primenet.orchestrator.settings import OrchestratorSettings
+from service_apps import orchestrator_settings as fast_settings
 from waiting import until, wait_for
 
 IMAGE = "local/primenet-busybox:1"
@@ -63,23 +64,21 @@ async def own_pool(network: Network) -> int:
     return pool_id
 
 
-def orchestrator_settings(devnet: DevnetState, prefix: str, pool_id: int, discovery_url: str, port: int) -> Any:
-    return OrchestratorSettings(
-        redis_url=devnet.redis_url,
-        rpc_url=devnet.rpc_url,
-        deployment_file=Path(devnet.deployment_file),
+def orchestrator_settings(
+    devnet: DevnetState, prefix: str, pool_id: int, discovery_url: str, port: int
+) -> OrchestratorSettings:
+    return fast_settings(
+        devnet,
         discovery_url=discovery_url,
-        pool_id=pool_id,
+        prefix=prefix,
+        port=port,
         admin_token=TOKEN,
-        public_url=f"http://127.0.0.1:{port}",
-        heartbeat_interval_s=0.3,
+        pool_id=pool_id,
         unhealthy_after_s=10.0,
         dead_after_s=20.0,
-        invite_interval_s=0.3,
-        invite_retry_base_s=0.5,
-        invite_retry_max_s=2.0,
-        feed_timeout_s=1.0,
-        key_prefix=prefix,
+        waiting_timeout_s=120.0,
+        reassign_grace_s=60.0,
+        schedule_interval_s=30.0,
         store_guard=True,  # the session turns it off for the tests that share pool 0 (tests/conftest.py)
     )
 

@@ -32,6 +32,7 @@ from primenet.miner.runner import LABEL_NODE
 from primenet.miner.settings import MinerKeys, MinerSettings
 from primenet.orchestrator.app import create_app as create_orchestrator
 from primenet.orchestrator.settings import OrchestratorSettings
+from service_apps import orchestrator_settings as fast_settings
 from waiting import wait_for
 
 NewNode = Callable[..., Awaitable[LocalAccount]]
@@ -55,24 +56,9 @@ def discovery_settings(devnet: DevnetState, prefix: str) -> DiscoverySettings:
 
 
 def orchestrator_settings(devnet: DevnetState, discovery_url: str, prefix: str, port: int) -> OrchestratorSettings:
-    return OrchestratorSettings(
-        redis_url=devnet.redis_url,
-        rpc_url=devnet.rpc_url,
-        deployment_file=Path(devnet.deployment_file),
-        discovery_url=discovery_url,
-        admin_token=TOKEN,
-        public_url=f"http://127.0.0.1:{port}",
-        heartbeat_interval_s=0.3,
-        unhealthy_after_s=1.5,
-        dead_after_s=3.0,
-        waiting_timeout_s=15.0,
-        reassign_grace_s=1.0,
-        invite_interval_s=0.3,
-        invite_retry_base_s=0.5,
-        invite_retry_max_s=2.0,
-        feed_timeout_s=1.0,
-        schedule_interval_s=30.0,  # the safety net only: every placement here must follow from an event
-        key_prefix=prefix,
+    # The scheduler's safety net only: every placement here must follow from an event.
+    return fast_settings(
+        devnet, discovery_url=discovery_url, prefix=prefix, port=port, admin_token=TOKEN, schedule_interval_s=30.0
     )
 
 
