@@ -172,6 +172,21 @@ def chain_watch_passed(url: str) -> Callable[[], bool]:
     return check
 
 
+def orchestrator_env(redis_url: str, rpc_url: str, deployment_file: Path, port: int) -> dict[str, str]:
+    """The bench's orchestrator on `port` (pool 0, the devnet's manager key, an admin token, quiet logs); its
+    discovery URL points nowhere, so the monitor only retries."""
+    return {
+        "PRIMENET_REDIS_URL": redis_url,
+        "PRIMENET_RPC_URL": rpc_url,
+        "PRIMENET_DEPLOYMENT_FILE": str(deployment_file),
+        "PRIMENET_PORT": str(port),
+        "PRIMENET_LOG_LEVEL": "warning",
+        "PRIMENET_ADMIN_TOKEN": TOKEN,
+        "PRIMENET_MANAGER_KEY": "0x" + bytes(role_account("orchestrator").key).hex(),
+        "PRIMENET_DISCOVERY_URL": f"http://127.0.0.1:{free_port()}",
+    }
+
+
 def start_orchestrator(env: dict[str, str], url: str, log: Path) -> subprocess.Popen[bytes]:
     """The orchestrator, once its chain watch's start-up resync is over: `/health` answers before that pass ends,
     and nodes stored meanwhile (not on chain) would be Ejected under the measurement."""
@@ -387,14 +402,7 @@ def main() -> int:
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
                 env = {
-                    "PRIMENET_REDIS_URL": redis.url,
-                    "PRIMENET_RPC_URL": anvil.url,
-                    "PRIMENET_DEPLOYMENT_FILE": str(state / "deployment.json"),
-                    "PRIMENET_PORT": str(port),
-                    "PRIMENET_LOG_LEVEL": "warning",
-                    "PRIMENET_ADMIN_TOKEN": TOKEN,
-                    "PRIMENET_MANAGER_KEY": "0x" + bytes(role_account("orchestrator").key).hex(),
-                    "PRIMENET_DISCOVERY_URL": f"http://127.0.0.1:{free_port()}",  # nobody: the monitor only retries
+                    **orchestrator_env(redis.url, anvil.url, state / "deployment.json", port),
                     "PRIMENET_HEARTBEAT_INTERVAL_S": str(args.interval),
                     "PRIMENET_UNHEALTHY_AFTER_S": "3600",
                     "PRIMENET_DEAD_AFTER_S": "7200",

@@ -36,7 +36,7 @@ from aiohttp import web
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from heartbeat import CHAIN_ID, TOKEN, known_healthy, start_orchestrator
+from heartbeat import CHAIN_ID, TOKEN, known_healthy, orchestrator_env, start_orchestrator
 from primenet.chain.contracts import Network
 from primenet.chain.deployment import Deployment
 from primenet.chain.eip712 import PoolInvite
@@ -118,14 +118,7 @@ def coordinator(settings: dict[str, str]) -> Iterator[Coordinator]:
             deployment.save(state / "deployment.json")
             port = free_port()
             env = {
-                "PRIMENET_REDIS_URL": redis.url,
-                "PRIMENET_RPC_URL": anvil.url,
-                "PRIMENET_DEPLOYMENT_FILE": str(state / "deployment.json"),
-                "PRIMENET_PORT": str(port),
-                "PRIMENET_LOG_LEVEL": "warning",
-                "PRIMENET_ADMIN_TOKEN": TOKEN,
-                "PRIMENET_MANAGER_KEY": "0x" + bytes(role_account("orchestrator").key).hex(),
-                "PRIMENET_DISCOVERY_URL": f"http://127.0.0.1:{free_port()}",  # nobody: the monitor only retries
+                **orchestrator_env(redis.url, anvil.url, state / "deployment.json", port),
                 "PRIMENET_AUTH__IP_RATE_LIMIT": "0",  # every simulated node sends from 127.0.0.1
                 **settings,
             }
